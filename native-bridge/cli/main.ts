@@ -1,0 +1,109 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
+import { runDiagnosis } from '../diagnosis/diagnose';
+import { EkkaError } from '../errors';
+import { formatReport } from './report';
+
+const USAGE = `Usage:
+  ekka diagnose <ekka.json> [--json out.json] [--verbose] [--fail-on-divergence]
+  ekka diagnose --target t.onnx --reference r.onnx [--reference-lowp r16.onnx] --inputs in.json
+                [--source-root DIR]... [--source-entry file.py:Class]
+                [--target-optimization LEVEL] [--reference-optimization LEVEL]
+                [--json out.json] [--verbose] [--fail-on-divergence]
+
+Exit status: 0 diagnosis done, 1 divergence found (with --fail-on-divergence), 2 bad input or error.`;
+
+const OPTIONS = {
+  json: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  'fail-on-divergence': { type: 'boolean' },
+  target: { type: 'string' },
+  reference: { type: 'string' },
+  'reference-lowp': { type: 'string' },
+  inputs: { type: 'string' },
+  'source-root': { type: 'string', multiple: true },
+  'source-entry': { type: 'string' },
+  'target-optimization': { type: 'string' },
+  'reference-optimization': { type: 'string' },
+  'execution-provider': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+/** Builds an ekka.json-shaped object from flags; the schema validates it like a file. */
+async function configFromFlags(values: Values, cwd: string): Promise<DiagnosisConfig> {
+  const missing = (['target', 'reference', 'inputs'] as const).filter((k) => !values[k]);
+  if (missing.length) {
+    throw new EkkaError('config', `missing ${missing.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
+  }
+  const run = (model: string, optimization?: string) => ({
+    model,
+    ...(optimization ? { optimization } : {}),
+    ...(values['execution-provider'] ? { executionProvider: values['execution-provider'] } : {}),
+  });
+  const content: Record<string, unknown> = {
+    target: run(values.target!, values['target-optimization']),
+    reference: run(values.reference!, values['reference-optimization']),
+    input: values.inputs,
+  };
+  if (values['reference-lowp']) content.referenceLowPrecision = run(values['reference-lowp'], values['reference-optimization']);
+  if (values['source-root'] || values['source-entry']) {
+    content.source = {
+      ...(values['source-entry'] ? { entry: values['source-entry'] } : {}),
+      searchPaths: values['source-root'] ?? [],
+    };
+  }
+  const config = await resolveConfig(content, cwd);
+  // Results name source files relative to the first source root when one is given.
+  if (values['source-root']?.[0]) config.baseDir = path.resolve(cwd, values['source-root'][0]);
+  return config;
+}
+
+export async function main(argv: string[], cwd = process.cwd()): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  } catch (cause) {
+    process.stderr.write(`ekka: ${(cause as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const [command, ...rest] = positionals;
+  if (command !== 'diagnose') {
+    process.stderr.write(`ekka: unknown command "${command}"\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    if (rest.length > 1) throw new EkkaError('config', `expected one ekka.json, got ${rest.length} files`);
+    const config = rest[0] ? await loadConfig(path.resolve(cwd, rest[0])) : await configFromFlags(values, cwd);
+    const result = await runDiagnosis(config);
+    process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
+    if (values.json) {
+      const out = path.resolve(cwd, values.json);
+      await fs.mkdir(path.dirname(out), { recursive: true });
+      await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+      process.stdout.write(`Wrote ${path.relative(cwd, out)}\n`);
+    }
+    return values['fail-on-divergence'] && result.changePoint ? 1 : 0;
+  } catch (cause) {
+    if (cause instanceof EkkaError) {
+      process.stderr.write(`ekka: ${cause.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`ekka: internal error: ${(cause as Error).stack ?? String(cause)}\n`);
+    return 2;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,72 @@
+import * as path from 'node:path';
+import type { DiagnosisResult } from '../diagnosis/result';
+
+const fmt = (value: number): string =>
+  value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
+
+const moduleName = (module: string): string => module || '(root)';
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
+  return rows.map((row) => row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** The human-readable summary the CLI prints. */
+export function formatReport(result: DiagnosisResult, cwd: string, verbose = false): string {
+  const lines: string[] = [];
+  const rel = (file: string) => path.relative(cwd, file) || file;
+  lines.push(`Ekka diagnosis${result.config ? ` — ${rel(result.config)}` : ''}`);
+  const runs: [string, DiagnosisResult['runs']['target'] | undefined][] = [
+    ['target', result.runs.target],
+    ['reference', result.runs.reference],
+    ['reference (low precision)', result.runs.referenceLowPrecision],
+  ];
+  for (const [role, info] of runs) {
+    if (!info) continue;
+    lines.push(`  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, optimization: ${info.optimization})`);
+  }
+  const noise =
+    result.noise.source === 'low-precision-reference'
+      ? 'measured: ‖X_R − Y_R‖ of the low-precision reference'
+      : `analytic floor ${result.noise.floorFactor}·u(${result.noise.floorDType})·‖reference‖`;
+  lines.push(`  ${'noise'.padEnd(26)}${noise}`);
+  lines.push(
+    `  ${'compared'.padEnd(26)}${result.series.length} module outputs, ${result.comparedOps} ops; ${result.unmatched.length} unmatched`,
+  );
+  for (const u of result.unmatched.slice(0, 5)) {
+    lines.push(`    unmatched ${u.side} ${u.key} (${u.node}): ${u.reason}`);
+  }
+  if (result.unmatched.length > 5) lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
+  lines.push('');
+
+  if (verbose) {
+    const rows = [['#', 'module', 'op', 'ratio', 'rel. L2', 'cosine', 'input ratio']];
+    for (const p of result.series) {
+      rows.push([String(p.index), moduleName(p.module), p.op, fmt(p.ratio), fmt(p.relativeL2Error), p.cosineSimilarity.toFixed(6), fmt(p.inputRatio)]);
+    }
+    lines.push(table(rows), '');
+  }
+
+  if (!result.changePoint) {
+    const worst = result.series.reduce<DiagnosisResult['series'][number] | undefined>(
+      (best, p) => (!best || p.ratio > best.ratio ? p : best),
+      undefined,
+    );
+    lines.push(
+      `No divergence above noise (threshold ${result.thresholds.ratio})` +
+        (worst ? `: the largest ratio is ${fmt(worst.ratio)} at ${moduleName(worst.module)}.` : '.'),
+    );
+    if (result.spikes.length) lines.push(`Isolated spikes, not persistent: ${result.spikes.map((i) => `#${i}`).join(', ')}.`);
+  } else {
+    const cp = result.changePoint;
+    lines.push(`Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`, '');
+    const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
+    for (const s of result.suspects) {
+      const source = s.source ? `${s.source.file}:${s.source.line} (${s.source.symbol})` : '—';
+      rows.push([String(s.rank), moduleName(s.module), `${s.op} ${s.node}`, fmt(s.ratio), `×${fmt(Math.exp(s.ownJump))}`, s.confidence.toFixed(2), source]);
+    }
+    lines.push(table(rows));
+  }
+  lines.push('', `Finished in ${(result.timings.totalMs / 1000).toFixed(2)} s.`);
+  return lines.join('\n');
+}

@@ -1,0 +1,167 @@
+import Ajv, { type ErrorObject } from 'ajv';
+import { closest } from 'fastest-levenshtein';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { EkkaError, describeCause } from '../errors';
+import type { ExecutionProviderChoice, GraphOptimization } from '../runners/onnxRunner';
+import schema from './ekka.schema.json';
+
+/** One run as written in ekka.json, after defaults. */
+export interface RunConfig {
+  kind: 'onnx';
+  model: string;
+  optimization: GraphOptimization;
+  executionProvider: ExecutionProviderChoice;
+}
+
+export interface Thresholds {
+  ratio: number;
+  noiseFloorFactor: number;
+  minRun: number;
+  penaltyScale: number;
+  lookback: number;
+  maxSuspects: number;
+}
+
+export interface SourceConfig {
+  /** Absolute path of the entry file and the root class in it. */
+  entryFile?: string;
+  entryClass?: string;
+  /** Absolute folders for import resolution. */
+  searchPaths: string[];
+}
+
+/** A validated diagnosis with every path made absolute. */
+export interface DiagnosisConfig {
+  /** The ekka.json file, or undefined for a diagnosis assembled from command-line flags. */
+  file?: string;
+  /** Folder that relative paths in results are written against. */
+  baseDir: string;
+  name?: string;
+  target: RunConfig;
+  reference: RunConfig;
+  referenceLowPrecision?: RunConfig;
+  input: string;
+  source?: SourceConfig;
+  thresholds: Thresholds;
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validateSchema = ajv.compile(schema);
+
+/** Property names the schema allows at a JSON pointer, for "did you mean" hints. */
+function knownKeys(instancePath: string): string[] {
+  const segments = instancePath.split('/').filter(Boolean);
+  let node: Record<string, unknown> = schema as Record<string, unknown>;
+  for (const segment of segments) {
+    const properties = node.properties as Record<string, Record<string, unknown>> | undefined;
+    let next = properties?.[segment];
+    if (next && typeof next.$ref === 'string') {
+      next = (schema.definitions as Record<string, Record<string, unknown>>)[next.$ref.split('/').pop()!];
+    }
+    if (!next) return [];
+    node = next;
+  }
+  return Object.keys((node.properties as object | undefined) ?? {});
+}
+
+function describeSchemaError(error: ErrorObject): string {
+  const where = error.instancePath || '(top level)';
+  if (error.keyword === 'additionalProperty' || error.keyword === 'additionalProperties') {
+    const key = (error.params as { additionalProperty: string }).additionalProperty;
+    const candidates = knownKeys(error.instancePath);
+    const hint = candidates.length ? ` (did you mean "${closest(key, candidates)}"?)` : '';
+    return `${where}: unknown key "${key}"${hint}`;
+  }
+  if (error.keyword === 'enum') {
+    const allowed = (error.params as { allowedValues: unknown[] }).allowedValues;
+    return `${where}: must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  if (error.keyword === 'required') {
+    return `${where}: missing required key "${(error.params as { missingProperty: string }).missingProperty}"`;
+  }
+  return `${where}: ${error.message ?? error.keyword}`;
+}
+
+interface RawConfig {
+  name?: string;
+  target: RunConfig;
+  reference: RunConfig;
+  referenceLowPrecision?: RunConfig;
+  input: string;
+  source?: { entry?: string; searchPaths?: string[] };
+  thresholds: Thresholds;
+}
+
+/** Validates parsed ekka.json content and resolves its paths against `baseDir`. */
+export async function resolveConfig(
+  content: unknown,
+  baseDir: string,
+  file?: string,
+): Promise<DiagnosisConfig> {
+  const raw = structuredClone(content) as Record<string, unknown>;
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) raw.thresholds ??= {};
+  if (!validateSchema(raw)) {
+    const messages = (validateSchema.errors ?? []).map(describeSchemaError);
+    throw new EkkaError('config', `invalid diagnosis:\n  ${[...new Set(messages)].join('\n  ')}`, file);
+  }
+  const config = raw as unknown as RawConfig;
+  const resolveRun = async (run: RunConfig, key: string): Promise<RunConfig> => ({
+    ...run,
+    model: await existingFile(baseDir, run.model, `${key}.model`, file),
+  });
+  const resolved: DiagnosisConfig = {
+    file,
+    baseDir,
+    target: await resolveRun(config.target, 'target'),
+    reference: await resolveRun(config.reference, 'reference'),
+    input: await existingFile(baseDir, config.input, 'input', file),
+    thresholds: config.thresholds,
+  };
+  if (config.name) resolved.name = config.name;
+  if (config.referenceLowPrecision) {
+    resolved.referenceLowPrecision = await resolveRun(config.referenceLowPrecision, 'referenceLowPrecision');
+  }
+  if (config.source) {
+    const source: SourceConfig = { searchPaths: [] };
+    if (config.source.entry) {
+      const [entryPath, entryClass] = config.source.entry.split(':') as [string, string];
+      source.entryFile = await existingFile(baseDir, entryPath, 'source.entry', file);
+      source.entryClass = entryClass;
+      source.searchPaths.push(path.dirname(source.entryFile));
+    }
+    for (const folder of config.source.searchPaths ?? []) source.searchPaths.push(path.resolve(baseDir, folder));
+    resolved.source = source;
+  }
+  return resolved;
+}
+
+async function existingFile(baseDir: string, relative: string, key: string, file?: string): Promise<string> {
+  const absolute = path.resolve(baseDir, relative);
+  try {
+    const stat = await fs.stat(absolute);
+    if (!stat.isFile()) throw new EkkaError('config', `${key}: "${relative}" is not a file`, file);
+  } catch (cause) {
+    if (cause instanceof EkkaError) throw cause;
+    throw new EkkaError('config', `${key}: file "${relative}" not found (looked for ${absolute})`, file);
+  }
+  return absolute;
+}
+
+/** Reads and validates an ekka.json file. */
+export async function loadConfig(file: string): Promise<DiagnosisConfig> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new EkkaError('config', missing ? 'file not found' : describeCause(cause), file);
+  }
+  let content: unknown;
+  try {
+    content = JSON.parse(text);
+  } catch (cause) {
+    throw new EkkaError('config', `not valid JSON (${describeCause(cause)})`, file);
+  }
+  return resolveConfig(content, path.dirname(path.resolve(file)), file);
+}

@@ -1,0 +1,274 @@
+import * as path from 'node:path';
+import { errorRatio, type ErrorRatio } from '../compare/errorRatio';
+import { comparePair, unflattenIndex, type PairMetrics } from '../compare/metrics';
+import { EkkaError } from '../errors';
+import { detectChangePoint } from '../localize/changePoint';
+import { rankSuspects } from '../localize/suspects';
+import type { ActivationRecord } from '../runners/activationRecord';
+import { readInputFile, type InputTensor } from '../runners/inputFile';
+import { OnnxCapture, type OnnxRunInfo } from '../runners/onnxRunner';
+import { PythonSourceLocator } from '../source/pythonLocator';
+import {
+  coarserDType,
+  isFloatDType,
+  toFloatArray,
+  type FloatArray,
+  type FloatDType,
+} from '../tensors/dtypes';
+import type { DiagnosisConfig, RunConfig } from './config';
+import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
+
+export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
+
+/** Callbacks for progress; `point` fires once per compared module output, as soon as it exists. */
+export interface DiagnosisObserver {
+  runStarted?(role: RunRole, info: OnnxRunInfo): void;
+  point?(point: SeriesPoint): void;
+}
+
+interface ReferenceValue {
+  record: ActivationRecord;
+  dtype: FloatDType;
+  data: FloatArray;
+}
+
+interface ComparedOp {
+  module: string;
+  node: string;
+  op: string;
+  ratio: number;
+}
+
+function checkCancelled(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
+}
+
+async function captureRun(
+  role: RunRole,
+  run: RunConfig,
+  inputs: readonly InputTensor[],
+  observer: DiagnosisObserver,
+  signal: AbortSignal | undefined,
+  onRecord: (record: ActivationRecord) => void,
+): Promise<{ info: OnnxRunInfo; ms: number }> {
+  const started = performance.now();
+  const capture = await OnnxCapture.open(run);
+  try {
+    observer.runStarted?.(role, capture.info);
+    for await (const record of capture.run(inputs)) {
+      checkCancelled(signal);
+      if (isFloatDType(record.dtype)) onRecord(record);
+    }
+  } finally {
+    await capture.release();
+  }
+  return { info: capture.info, ms: performance.now() - started };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Runs the reference (and its low-precision twin, when configured), then the target, comparing
+ * each target value with its reference as it arrives; localizes the first persistent divergence
+ * and names the suspects' source lines.
+ */
+export async function runDiagnosis(
+  config: DiagnosisConfig,
+  observer: DiagnosisObserver = {},
+  signal?: AbortSignal,
+): Promise<DiagnosisResult> {
+  const started = performance.now();
+  const inputs = await readInputFile(config.input);
+  const thresholds = config.thresholds;
+  const runsMs: Record<string, number> = {};
+
+  const referenceByOp = new Map<string, ReferenceValue>();
+  const referenceByBoundary = new Map<string, ReferenceValue>();
+  const reference = await captureRun('reference', config.reference, inputs, observer, signal, (record) => {
+    const value = { record, dtype: record.dtype as FloatDType, data: toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>) };
+    referenceByOp.set(record.opKey, value);
+    if (record.boundaryKey) referenceByBoundary.set(record.boundaryKey, value);
+  });
+  runsMs.reference = reference.ms;
+
+  // The low-precision reference is reduced to its distance from the reference right away.
+  const lowPrecisionGap = new Map<string, PairMetrics>();
+  let lowPrecisionInfo: OnnxRunInfo | undefined;
+  if (config.referenceLowPrecision) {
+    const lowPrecision = await captureRun(
+      'referenceLowPrecision',
+      config.referenceLowPrecision,
+      inputs,
+      observer,
+      signal,
+      (record) => {
+        const key = record.boundaryKey ?? record.opKey;
+        const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
+        if (!ref || !sameShape(ref.record.shape, record.shape)) return;
+        const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
+        lowPrecisionGap.set(key, comparePair(data, ref.data));
+      },
+    );
+    lowPrecisionInfo = lowPrecision.info;
+    runsMs.referenceLowPrecision = lowPrecision.ms;
+  }
+
+  const series: SeriesPoint[] = [];
+  const unmatched: UnmatchedRecord[] = [];
+  const comparedOps: ComparedOp[] = [];
+  const seriesIndexByValue = new Map<string, number>();
+  const matchedBoundaries = new Set<string>();
+  const floorFactor = thresholds.noiseFloorFactor;
+  let usedMeasuredNoise = false;
+  let floorDType: FloatDType = 'float32';
+
+  const target = await captureRun('target', config.target, inputs, observer, signal, (record) => {
+    const key = record.boundaryKey ?? record.opKey;
+    const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
+    if (!ref || !sameShape(ref.record.shape, record.shape)) {
+      if (record.boundaryKey) {
+        unmatched.push({
+          side: 'target',
+          key,
+          module: record.module,
+          node: record.nodeName,
+          reason: ref
+            ? `shape differs: target [${record.shape.join(', ')}], reference [${ref.record.shape.join(', ')}]`
+            : 'no reference value with this key',
+        });
+      }
+      return;
+    }
+    const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
+    const metrics = comparePair(data, ref.data);
+    const gap = lowPrecisionGap.get(key);
+    const dtype = gap ? ref.dtype : coarserDType(record.dtype as FloatDType, ref.dtype);
+    floorDType = coarserDType(floorDType, dtype);
+    const ratio: ErrorRatio = errorRatio(metrics, gap, dtype, { floorFactor });
+    if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
+    comparedOps.push({ module: record.module, node: record.nodeName, op: record.op, ratio: ratio.ratio });
+    if (!record.boundaryKey) return;
+
+    matchedBoundaries.add(key);
+    let inputRatio = 1;
+    let inputIndex: number | undefined;
+    for (const input of record.moduleInputs ?? []) {
+      const index = seriesIndexByValue.get(input);
+      if (index !== undefined && series[index]!.ratio > inputRatio) {
+        inputRatio = series[index]!.ratio;
+        inputIndex = index;
+      }
+    }
+    seriesIndexByValue.set(record.name, series.length);
+    const point: SeriesPoint = {
+      index: series.length,
+      module: record.module,
+      key,
+      node: record.nodeName,
+      op: record.op,
+      dtype: record.dtype,
+      shape: record.shape,
+      ratio: ratio.ratio,
+      relativeL2Error: metrics.relativeL2Error,
+      cosineSimilarity: metrics.cosineSimilarity,
+      maxAbsError: metrics.maxAbsError,
+      maxAbsErrorIndex: metrics.maxAbsErrorIndex < 0 ? [] : unflattenIndex(metrics.maxAbsErrorIndex, record.shape),
+      noiseSource: ratio.noiseSource,
+      inputRatio,
+      ...(inputIndex === undefined ? {} : { inputIndex }),
+      target: metrics.target,
+      reference: metrics.reference,
+      nonFiniteMismatches: metrics.nonFiniteMismatches,
+    };
+    series.push(point);
+    observer.point?.(point);
+  });
+  runsMs.target = target.ms;
+  referenceByOp.clear();
+
+  for (const [key, value] of referenceByBoundary) {
+    if (matchedBoundaries.has(key)) continue;
+    unmatched.push({
+      side: 'reference',
+      key,
+      module: value.record.module,
+      node: value.record.nodeName,
+      reason: 'no target value with this key',
+    });
+  }
+
+  const detection = detectChangePoint(
+    series.map((p) => p.ratio),
+    { threshold: thresholds.ratio, minRun: thresholds.minRun, penaltyScale: thresholds.penaltyScale, minSigma: 0.1 },
+  );
+  let suspects: Suspect[] = [];
+  if (detection.index !== null) {
+    const ranked = rankSuspects(series, detection.index, {
+      threshold: thresholds.ratio,
+      maxSuspects: thresholds.maxSuspects,
+      lookback: thresholds.lookback,
+    });
+    const locator = config.source ? await PythonSourceLocator.create(config.source) : undefined;
+    try {
+      suspects = await Promise.all(
+        ranked.map(async (suspect, rank) => {
+          const point = series[suspect.index]!;
+          // The first op in the module whose error exceeds what enters the module by the threshold.
+          const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
+          const firstDivergentOp = comparedOps.find((op) => op.module === suspect.module && op.ratio >= bar);
+          const location = (await locator?.locate(suspect.module)) ?? null;
+          return {
+            rank: rank + 1,
+            module: suspect.module,
+            op: firstDivergentOp?.op ?? point.op,
+            node: firstDivergentOp?.node ?? point.node,
+            ratio: suspect.ratio,
+            ownJump: suspect.ownJump,
+            confidence: suspect.confidence,
+            index: suspect.index,
+            source: location && {
+              ...location,
+              file: path.relative(config.baseDir, location.file).split(path.sep).join('/'),
+            },
+          };
+        }),
+      );
+    } finally {
+      locator?.dispose();
+    }
+  }
+
+  const changePoint =
+    detection.index === null
+      ? null
+      : { index: detection.index, module: series[detection.index]!.module, ratio: series[detection.index]!.ratio };
+  const result: DiagnosisResult = {
+    format: 'ekka-diagnosis',
+    version: 1,
+    runs: { target: target.info, reference: reference.info },
+    noise: {
+      source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
+      floorFactor,
+      floorDType,
+    },
+    thresholds: {
+      ratio: thresholds.ratio,
+      minRun: thresholds.minRun,
+      penaltyScale: thresholds.penaltyScale,
+      lookback: thresholds.lookback,
+    },
+    series,
+    changePoint,
+    spikes: detection.spikes,
+    suspects,
+    unmatched,
+    comparedOps: comparedOps.length,
+    timings: { totalMs: performance.now() - started, runsMs },
+  };
+  if (lowPrecisionInfo) result.runs.referenceLowPrecision = lowPrecisionInfo;
+  if (config.name) result.name = config.name;
+  if (config.file) result.config = config.file;
+  return result;
+}

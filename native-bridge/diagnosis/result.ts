@@ -1,0 +1,74 @@
+import type { NonFiniteCounts } from '../compare/metrics';
+import type { NoiseSource } from '../compare/errorRatio';
+import type { OnnxRunInfo } from '../runners/onnxRunner';
+import type { SourceLocation } from '../source/pythonLocator';
+
+/** One compared module output, in the target's execution order. Streamed as soon as it exists. */
+export interface SeriesPoint {
+  index: number;
+  /** Module that produced the value (the deepest scope of its node). */
+  module: string;
+  /** Alignment key shared by both runs: `${module}@out${k}`. */
+  key: string;
+  node: string;
+  op: string;
+  dtype: string;
+  shape: number[];
+  ratio: number;
+  relativeL2Error: number;
+  cosineSimilarity: number;
+  maxAbsError: number;
+  /** Multi-dimensional index of the largest absolute difference. */
+  maxAbsErrorIndex: number[];
+  noiseSource: NoiseSource;
+  /** Largest ratio among the values entering this module from other modules (1 when none). */
+  inputRatio: number;
+  /** Series index of the input that carries `inputRatio`. */
+  inputIndex?: number;
+  target: NonFiniteCounts;
+  reference: NonFiniteCounts;
+  nonFiniteMismatches: number;
+}
+
+/** A captured value that could not be paired with the other run, and why. */
+export interface UnmatchedRecord {
+  side: 'target' | 'reference';
+  key: string;
+  module: string;
+  node: string;
+  reason: string;
+}
+
+export interface Suspect {
+  rank: number;
+  module: string;
+  /** The first op inside the module whose own output is divergent, else the module's output op. */
+  op: string;
+  node: string;
+  ratio: number;
+  /** ln(ratio / input ratio): the error this module adds on top of what it receives. */
+  ownJump: number;
+  confidence: number;
+  /** Index of the module's output in the series. */
+  index: number;
+  /** File relative to the config's folder (or the source root). Null when no source was found. */
+  source: SourceLocation | null;
+}
+
+export interface DiagnosisResult {
+  format: 'ekka-diagnosis';
+  version: 1;
+  name?: string;
+  config?: string;
+  runs: { target: OnnxRunInfo; reference: OnnxRunInfo; referenceLowPrecision?: OnnxRunInfo };
+  noise: { source: 'low-precision-reference' | 'analytic-floor'; floorFactor: number; floorDType: string };
+  thresholds: { ratio: number; minRun: number; penaltyScale: number; lookback: number };
+  series: SeriesPoint[];
+  changePoint: { index: number; module: string; ratio: number } | null;
+  spikes: number[];
+  suspects: Suspect[];
+  unmatched: UnmatchedRecord[];
+  /** Ops compared one to one (beyond the module outputs), for the op inside each suspect. */
+  comparedOps: number;
+  timings: { totalMs: number; runsMs: Record<string, number> };
+}

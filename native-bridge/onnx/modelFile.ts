@@ -1,0 +1,94 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
+import { EkkaError, describeCause } from '../errors';
+
+/** A decoded ONNX model and where it came from. */
+export interface OnnxModelFile {
+  path: string;
+  model: onnx.ModelProto;
+  /** Files holding initializers stored outside the model (`data_location = EXTERNAL`). */
+  externalDataFiles: string[];
+}
+
+/**
+ * Reads and decodes an ONNX file with the official schema (onnx-proto), failing with a message
+ * that names the file: missing, unreadable, not protobuf, truncated, or without a graph.
+ */
+export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const what = code === 'ENOENT' ? 'file not found' : `cannot read: ${describeCause(cause)}`;
+    throw new EkkaError('model', what, file);
+  }
+  if (bytes.length === 0) throw new EkkaError('model', 'empty file, not an ONNX model', file);
+  let model: onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (cause) {
+    throw new EkkaError(
+      'model',
+      `not a valid ONNX model: protobuf decoding failed (${describeCause(cause)}); the file may be truncated or of another format`,
+      file,
+    );
+  }
+  const graph = model.graph;
+  if (!graph || graph.node.length === 0) {
+    throw new EkkaError('model', 'not a valid ONNX model: it has no graph or no nodes', file);
+  }
+  if (model.opsetImport.length === 0) {
+    throw new EkkaError('model', 'not a valid ONNX model: it declares no opset', file);
+  }
+  return { path: file, model, externalDataFiles: await externalDataFiles(model, file) };
+}
+
+async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<string[]> {
+  const folder = path.dirname(path.resolve(file));
+  const locations = new Set<string>();
+  for (const tensor of model.graph?.initializer ?? []) {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const location = tensor.externalData.find((entry) => entry.key === 'location')?.value;
+    if (!location) {
+      throw new EkkaError('model', `initializer "${tensor.name}" is external but names no location`, file);
+    }
+    const resolved = path.resolve(folder, location);
+    if (path.relative(folder, resolved).startsWith('..') || path.isAbsolute(location)) {
+      throw new EkkaError(
+        'model',
+        `initializer "${tensor.name}" points outside the model's folder (${location})`,
+        file,
+      );
+    }
+    locations.add(location);
+  }
+  for (const location of locations) {
+    try {
+      await fs.access(path.resolve(folder, location));
+    } catch {
+      throw new EkkaError('model', `external data file "${location}" is missing`, file);
+    }
+  }
+  return [...locations];
+}
+
+/**
+ * Re-encodes the model with every node output (except Constant nodes') declared as a graph
+ * output, so one run returns all intermediates. The outputs are untyped; onnxruntime accepts that
+ * and reports each one's dtype and shape at run time. Mutates and returns `model`'s bytes.
+ */
+export function exposeIntermediates(model: onnx.ModelProto): Uint8Array {
+  const graph = model.graph!;
+  const declared = new Set(graph.output.map((o) => o.name));
+  for (const node of graph.node) {
+    if (node.opType === 'Constant') continue;
+    for (const name of node.output) {
+      if (!name || declared.has(name)) continue;
+      declared.add(name);
+      graph.output.push(onnx.ValueInfoProto.create({ name }));
+    }
+  }
+  return onnx.ModelProto.encode(model).finish();
+}

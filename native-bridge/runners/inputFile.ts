@@ -1,0 +1,74 @@
+import { promises as fs } from 'node:fs';
+import { EkkaError, describeCause } from '../errors';
+
+/** One model input as written in an inputs file: `{ "dtype", "shape", "data" }` (flat, row-major). */
+export interface InputTensor {
+  name: string;
+  dtype: InputDType;
+  shape: number[];
+  data: number[];
+}
+
+export const INPUT_DTYPES = ['float32', 'float64', 'int64', 'int32', 'bool'] as const;
+export type InputDType = (typeof INPUT_DTYPES)[number];
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validates the parsed content of an inputs file; every message names the input and the field. */
+export function parseInputs(content: unknown, file: string): InputTensor[] {
+  if (!isRecord(content)) {
+    throw new EkkaError('input', 'expected an object mapping input names to { dtype, shape, data }', file);
+  }
+  const inputs: InputTensor[] = [];
+  for (const [name, entry] of Object.entries(content)) {
+    const where = `input "${name}"`;
+    if (!isRecord(entry)) throw new EkkaError('input', `${where}: expected { dtype, shape, data }`, file);
+    const { dtype, shape, data } = entry;
+    if (typeof dtype !== 'string' || !(INPUT_DTYPES as readonly string[]).includes(dtype)) {
+      throw new EkkaError(
+        'input',
+        `${where}: dtype must be one of ${INPUT_DTYPES.join(', ')} (got ${JSON.stringify(dtype)})`,
+        file,
+      );
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new EkkaError('input', `${where}: shape must be a list of non-negative integers`, file);
+    }
+    if (!Array.isArray(data) || !data.every((v) => typeof v === 'number' || typeof v === 'boolean')) {
+      throw new EkkaError('input', `${where}: data must be a flat list of numbers`, file);
+    }
+    const elements = (shape as number[]).reduce((a, b) => a * b, 1);
+    if (elements !== data.length) {
+      throw new EkkaError(
+        'input',
+        `${where}: shape [${shape.join(', ')}] holds ${elements} elements but data has ${data.length}`,
+        file,
+      );
+    }
+    if ((dtype === 'int64' || dtype === 'int32') && !data.every((v) => Number.isInteger(v))) {
+      throw new EkkaError('input', `${where}: ${dtype} data must be integers`, file);
+    }
+    inputs.push({ name, dtype: dtype as InputDType, shape: shape as number[], data: data.map(Number) });
+  }
+  if (inputs.length === 0) throw new EkkaError('input', 'no inputs given', file);
+  return inputs;
+}
+
+export async function readInputFile(file: string): Promise<InputTensor[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new EkkaError('input', missing ? 'file not found' : describeCause(cause), file);
+  }
+  let content: unknown;
+  try {
+    content = JSON.parse(text);
+  } catch (cause) {
+    throw new EkkaError('input', `not valid JSON (${describeCause(cause)})`, file);
+  }
+  return parseInputs(content, file);
+}

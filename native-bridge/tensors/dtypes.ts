@@ -1,0 +1,75 @@
+/** Element types as onnxruntime-node names them (`Tensor.type`). */
+export type DType =
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool'
+  | 'string';
+
+export type FloatDType = 'float32' | 'float16' | 'bfloat16' | 'float64';
+
+export function isFloatDType(dtype: string): dtype is FloatDType {
+  return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64';
+}
+
+/**
+ * Unit roundoff u = 2^-(mantissa bits + 1): the largest relative error of one rounding to the type.
+ * The analytic noise floor scales it by the tensor's norm.
+ */
+export const UNIT_ROUNDOFF: Record<FloatDType, number> = {
+  float64: 2 ** -53,
+  float32: 2 ** -24,
+  float16: 2 ** -11,
+  bfloat16: 2 ** -8,
+};
+
+/** The lower-precision of two float types (the one with the larger unit roundoff). */
+export function coarserDType(a: FloatDType, b: FloatDType): FloatDType {
+  return UNIT_ROUNDOFF[a] >= UNIT_ROUNDOFF[b] ? a : b;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** IEEE 754 binary16 bits to a number, subnormals, infinities and NaN included. */
+export function float16BitsToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}
+
+/** bfloat16 bits are the upper half of a float32. */
+export function bfloat16BitsToNumber(bits: number): number {
+  u32Scratch[0] = (bits & 0xffff) << 16;
+  return f32Scratch[0]!;
+}
+
+export type FloatArray = Float32Array | Float64Array;
+
+/**
+ * Float data as a Float32Array/Float64Array. fp16 and bf16 arrive from onnxruntime as raw 16-bit
+ * words (Uint16Array) and are decoded here, so every comparison sees plain numbers.
+ */
+export function toFloatArray(dtype: FloatDType, data: ArrayLike<number>): FloatArray {
+  if (data instanceof Float32Array || data instanceof Float64Array) return data;
+  const decode = dtype === 'bfloat16' ? bfloat16BitsToNumber : float16BitsToNumber;
+  const out = new Float32Array(data.length);
+  if (dtype === 'float16' || dtype === 'bfloat16') {
+    for (let i = 0; i < data.length; i++) out[i] = decode(data[i]!);
+  } else {
+    for (let i = 0; i < data.length; i++) out[i] = data[i]!;
+  }
+  return out;
+}
