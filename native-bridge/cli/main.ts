@@ -31,7 +31,9 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+type Values = ReturnType<
+  typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>
+>['values'];
 
 /** Builds an ekka.json-shaped object from flags; the schema validates it like a file. */
 async function configFromFlags(values: Values, cwd: string): Promise<DiagnosisConfig> {
@@ -49,7 +51,8 @@ async function configFromFlags(values: Values, cwd: string): Promise<DiagnosisCo
     reference: run(values.reference!, values['reference-optimization']),
     input: values.inputs,
   };
-  if (values['reference-lowp']) content.referenceLowPrecision = run(values['reference-lowp'], values['reference-optimization']);
+  if (values['reference-lowp'])
+    content.referenceLowPrecision = run(values['reference-lowp'], values['reference-optimization']);
   if (values['source-root'] || values['source-entry']) {
     content.source = {
       ...(values['source-entry'] ? { entry: values['source-entry'] } : {}),
@@ -81,8 +84,11 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
     return 2;
   }
   try {
-    if (rest.length > 1) throw new EkkaError('config', `expected one ekka.json, got ${rest.length} files`);
-    const config = rest[0] ? await loadConfig(path.resolve(cwd, rest[0])) : await configFromFlags(values, cwd);
+    if (rest.length > 1)
+      throw new EkkaError('config', `expected one ekka.json, got ${rest.length} files`);
+    const config = rest[0]
+      ? await loadConfig(path.resolve(cwd, rest[0]))
+      : await configFromFlags(values, cwd);
     const result = await runDiagnosis(config);
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {

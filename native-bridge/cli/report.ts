@@ -8,7 +8,14 @@ const moduleName = (module: string): string => module || '(root)';
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
-  return rows.map((row) => row.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((row) =>
+      row
+        .map((cell, col) => cell.padEnd(widths[col]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** The human-readable summary the CLI prints. */
@@ -23,7 +30,9 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
   ];
   for (const [role, info] of runs) {
     if (!info) continue;
-    lines.push(`  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, optimization: ${info.optimization})`);
+    lines.push(
+      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, optimization: ${info.optimization})`,
+    );
   }
   const noise =
     result.noise.source === 'low-precision-reference'
@@ -36,13 +45,22 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
   for (const u of result.unmatched.slice(0, 5)) {
     lines.push(`    unmatched ${u.side} ${u.key} (${u.node}): ${u.reason}`);
   }
-  if (result.unmatched.length > 5) lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
+  if (result.unmatched.length > 5)
+    lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
   lines.push('');
 
   if (verbose) {
     const rows = [['#', 'module', 'op', 'ratio', 'rel. L2', 'cosine', 'input ratio']];
     for (const p of result.series) {
-      rows.push([String(p.index), moduleName(p.module), p.op, fmt(p.ratio), fmt(p.relativeL2Error), p.cosineSimilarity.toFixed(6), fmt(p.inputRatio)]);
+      rows.push([
+        String(p.index),
+        moduleName(p.module),
+        p.op,
+        fmt(p.ratio),
+        fmt(p.relativeL2Error),
+        p.cosineSimilarity.toFixed(6),
+        fmt(p.inputRatio),
+      ]);
     }
     lines.push(table(rows), '');
   }
@@ -54,16 +72,32 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     );
     lines.push(
       `No divergence above noise (threshold ${result.thresholds.ratio})` +
-        (worst ? `: the largest ratio is ${fmt(worst.ratio)} at ${moduleName(worst.module)}.` : '.'),
+        (worst
+          ? `: the largest ratio is ${fmt(worst.ratio)} at ${moduleName(worst.module)}.`
+          : '.'),
     );
-    if (result.spikes.length) lines.push(`Isolated spikes, not persistent: ${result.spikes.map((i) => `#${i}`).join(', ')}.`);
+    if (result.spikes.length)
+      lines.push(
+        `Isolated spikes, not persistent: ${result.spikes.map((i) => `#${i}`).join(', ')}.`,
+      );
   } else {
     const cp = result.changePoint;
-    lines.push(`Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`, '');
+    lines.push(
+      `Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`,
+      '',
+    );
     const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
     for (const s of result.suspects) {
       const source = s.source ? `${s.source.file}:${s.source.line} (${s.source.symbol})` : '—';
-      rows.push([String(s.rank), moduleName(s.module), `${s.op} ${s.node}`, fmt(s.ratio), `×${fmt(Math.exp(s.ownJump))}`, s.confidence.toFixed(2), source]);
+      rows.push([
+        String(s.rank),
+        moduleName(s.module),
+        `${s.op} ${s.node}`,
+        fmt(s.ratio),
+        `×${fmt(Math.exp(s.ownJump))}`,
+        s.confidence.toFixed(2),
+        source,
+      ]);
     }
     lines.push(table(rows));
   }

@@ -43,7 +43,8 @@ export function errorRatio(
   const analytic = options.floorFactor * UNIT_ROUNDOFF[dtype] * targetVsReference.referenceNorm;
   const measured = lowPrecisionVsReference?.diffNorm ?? 0;
   const noise = Math.max(measured, analytic, Number.MIN_VALUE);
-  const noiseSource: NoiseSource = measured >= analytic ? 'low-precision-reference' : 'analytic-floor';
+  const noiseSource: NoiseSource =
+    measured >= analytic ? 'low-precision-reference' : 'analytic-floor';
   const explainedMismatches = lowPrecisionVsReference?.nonFiniteMismatches ?? 0;
   if (targetVsReference.nonFiniteMismatches > explainedMismatches) {
     return { ratio: RATIO_CAP, noise, noiseSource };

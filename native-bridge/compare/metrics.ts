@@ -29,7 +29,8 @@ export interface PairMetrics {
 /**
  * Compares a target activation with its reference. Sums are accumulated in float64. Non-finite
  * values are counted, never folded into the norms: a position where both sides hold the same
- * infinity (an additive mask, say) agrees; any other non-finite position is a mismatch.
+ * infinity (an additive mask, say) or both hold NaN agrees; any other non-finite position is a
+ * mismatch.
  */
 export function comparePair(target: FloatArray, reference: FloatArray): PairMetrics {
   if (target.length !== reference.length) {
@@ -66,8 +67,8 @@ export function comparePair(target: FloatArray, reference: FloatArray): PairMetr
     else if (!Number.isFinite(t)) tInf++;
     if (Number.isNaN(r)) rNan++;
     else if (!Number.isFinite(r)) rInf++;
-    const sameInfinity = t === r; // NaN !== NaN, so only equal infinities pass
-    if (!sameInfinity) mismatches++;
+    const agree = t === r || (Number.isNaN(t) && Number.isNaN(r));
+    if (!agree) mismatches++;
   }
   const diffNorm = Math.sqrt(diffSq);
   const referenceNorm = Math.sqrt(refSq);

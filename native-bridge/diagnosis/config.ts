@@ -57,7 +57,9 @@ function knownKeys(instancePath: string): string[] {
     const properties = node.properties as Record<string, Record<string, unknown>> | undefined;
     let next = properties?.[segment];
     if (next && typeof next.$ref === 'string') {
-      next = (schema.definitions as Record<string, Record<string, unknown>>)[next.$ref.split('/').pop()!];
+      next = (schema.definitions as Record<string, Record<string, unknown>>)[
+        next.$ref.split('/').pop()!
+      ];
     }
     if (!next) return [];
     node = next;
@@ -103,7 +105,11 @@ export async function resolveConfig(
   if (raw && typeof raw === 'object' && !Array.isArray(raw)) raw.thresholds ??= {};
   if (!validateSchema(raw)) {
     const messages = (validateSchema.errors ?? []).map(describeSchemaError);
-    throw new EkkaError('config', `invalid diagnosis:\n  ${[...new Set(messages)].join('\n  ')}`, file);
+    throw new EkkaError(
+      'config',
+      `invalid diagnosis:\n  ${[...new Set(messages)].join('\n  ')}`,
+      file,
+    );
   }
   const config = raw as unknown as RawConfig;
   const resolveRun = async (run: RunConfig, key: string): Promise<RunConfig> => ({
@@ -120,7 +126,10 @@ export async function resolveConfig(
   };
   if (config.name) resolved.name = config.name;
   if (config.referenceLowPrecision) {
-    resolved.referenceLowPrecision = await resolveRun(config.referenceLowPrecision, 'referenceLowPrecision');
+    resolved.referenceLowPrecision = await resolveRun(
+      config.referenceLowPrecision,
+      'referenceLowPrecision',
+    );
   }
   if (config.source) {
     const source: SourceConfig = { searchPaths: [] };
@@ -130,20 +139,30 @@ export async function resolveConfig(
       source.entryClass = entryClass;
       source.searchPaths.push(path.dirname(source.entryFile));
     }
-    for (const folder of config.source.searchPaths ?? []) source.searchPaths.push(path.resolve(baseDir, folder));
+    for (const folder of config.source.searchPaths ?? [])
+      source.searchPaths.push(path.resolve(baseDir, folder));
     resolved.source = source;
   }
   return resolved;
 }
 
-async function existingFile(baseDir: string, relative: string, key: string, file?: string): Promise<string> {
+async function existingFile(
+  baseDir: string,
+  relative: string,
+  key: string,
+  file?: string,
+): Promise<string> {
   const absolute = path.resolve(baseDir, relative);
   try {
     const stat = await fs.stat(absolute);
     if (!stat.isFile()) throw new EkkaError('config', `${key}: "${relative}" is not a file`, file);
   } catch (cause) {
     if (cause instanceof EkkaError) throw cause;
-    throw new EkkaError('config', `${key}: file "${relative}" not found (looked for ${absolute})`, file);
+    throw new EkkaError(
+      'config',
+      `${key}: file "${relative}" not found (looked for ${absolute})`,
+      file,
+    );
   }
   return absolute;
 }

@@ -86,11 +86,22 @@ export async function runDiagnosis(
 
   const referenceByOp = new Map<string, ReferenceValue>();
   const referenceByBoundary = new Map<string, ReferenceValue>();
-  const reference = await captureRun('reference', config.reference, inputs, observer, signal, (record) => {
-    const value = { record, dtype: record.dtype as FloatDType, data: toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>) };
-    referenceByOp.set(record.opKey, value);
-    if (record.boundaryKey) referenceByBoundary.set(record.boundaryKey, value);
-  });
+  const reference = await captureRun(
+    'reference',
+    config.reference,
+    inputs,
+    observer,
+    signal,
+    (record) => {
+      const value = {
+        record,
+        dtype: record.dtype as FloatDType,
+        data: toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>),
+      };
+      referenceByOp.set(record.opKey, value);
+      if (record.boundaryKey) referenceByBoundary.set(record.boundaryKey, value);
+    },
+  );
   runsMs.reference = reference.ms;
 
   // The low-precision reference is reduced to its distance from the reference right away.
@@ -148,7 +159,12 @@ export async function runDiagnosis(
     floorDType = coarserDType(floorDType, dtype);
     const ratio: ErrorRatio = errorRatio(metrics, gap, dtype, { floorFactor });
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
-    comparedOps.push({ module: record.module, node: record.nodeName, op: record.op, ratio: ratio.ratio });
+    comparedOps.push({
+      module: record.module,
+      node: record.nodeName,
+      op: record.op,
+      ratio: ratio.ratio,
+    });
     if (!record.boundaryKey) return;
 
     matchedBoundaries.add(key);
@@ -174,7 +190,8 @@ export async function runDiagnosis(
       relativeL2Error: metrics.relativeL2Error,
       cosineSimilarity: metrics.cosineSimilarity,
       maxAbsError: metrics.maxAbsError,
-      maxAbsErrorIndex: metrics.maxAbsErrorIndex < 0 ? [] : unflattenIndex(metrics.maxAbsErrorIndex, record.shape),
+      maxAbsErrorIndex:
+        metrics.maxAbsErrorIndex < 0 ? [] : unflattenIndex(metrics.maxAbsErrorIndex, record.shape),
       noiseSource: ratio.noiseSource,
       inputRatio,
       ...(inputIndex === undefined ? {} : { inputIndex }),
@@ -201,7 +218,12 @@ export async function runDiagnosis(
 
   const detection = detectChangePoint(
     series.map((p) => p.ratio),
-    { threshold: thresholds.ratio, minRun: thresholds.minRun, penaltyScale: thresholds.penaltyScale, minSigma: 0.1 },
+    {
+      threshold: thresholds.ratio,
+      minRun: thresholds.minRun,
+      penaltyScale: thresholds.penaltyScale,
+      minSigma: 0.1,
+    },
   );
   let suspects: Suspect[] = [];
   if (detection.index !== null) {
@@ -217,7 +239,9 @@ export async function runDiagnosis(
           const point = series[suspect.index]!;
           // The first op in the module whose error exceeds what enters the module by the threshold.
           const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
-          const firstDivergentOp = comparedOps.find((op) => op.module === suspect.module && op.ratio >= bar);
+          const firstDivergentOp = comparedOps.find(
+            (op) => op.module === suspect.module && op.ratio >= bar,
+          );
           const location = (await locator?.locate(suspect.module)) ?? null;
           return {
             rank: rank + 1,
@@ -243,7 +267,11 @@ export async function runDiagnosis(
   const changePoint =
     detection.index === null
       ? null
-      : { index: detection.index, module: series[detection.index]!.module, ratio: series[detection.index]!.ratio };
+      : {
+          index: detection.index,
+          module: series[detection.index]!.module,
+          ratio: series[detection.index]!.ratio,
+        };
   const result: DiagnosisResult = {
     format: 'ekka-diagnosis',
     version: 1,

@@ -61,7 +61,11 @@ export interface DiagnosisResult {
   name?: string;
   config?: string;
   runs: { target: OnnxRunInfo; reference: OnnxRunInfo; referenceLowPrecision?: OnnxRunInfo };
-  noise: { source: 'low-precision-reference' | 'analytic-floor'; floorFactor: number; floorDType: string };
+  noise: {
+    source: 'low-precision-reference' | 'analytic-floor';
+    floorFactor: number;
+    floorDType: string;
+  };
   thresholds: { ratio: number; minRun: number; penaltyScale: number; lookback: number };
   series: SeriesPoint[];
   changePoint: { index: number; module: string; ratio: number } | null;

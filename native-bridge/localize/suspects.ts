@@ -56,7 +56,10 @@ export function rankSuspects(
     for (let at: SeriesPointForRanking | undefined = point; at && !candidates.has(at.index); ) {
       if (at.ratio < options.threshold) break;
       candidates.add(at.index);
-      at = at.inputIndex === undefined || at.inputRatio < options.threshold ? undefined : points[at.inputIndex];
+      at =
+        at.inputIndex === undefined || at.inputRatio < options.threshold
+          ? undefined
+          : points[at.inputIndex];
     }
   }
   const byModule = new Map<string, RankedSuspect>();

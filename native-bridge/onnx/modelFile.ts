@@ -36,7 +36,7 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
     );
   }
   const graph = model.graph;
-  if (!graph || graph.node.length === 0) {
+  if (!graph?.node?.length) {
     throw new EkkaError('model', 'not a valid ONNX model: it has no graph or no nodes', file);
   }
   if (model.opsetImport.length === 0) {
@@ -50,9 +50,13 @@ async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<
   const locations = new Set<string>();
   for (const tensor of model.graph?.initializer ?? []) {
     if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
-    const location = tensor.externalData.find((entry) => entry.key === 'location')?.value;
+    const location = (tensor.externalData ?? []).find((entry) => entry.key === 'location')?.value;
     if (!location) {
-      throw new EkkaError('model', `initializer "${tensor.name}" is external but names no location`, file);
+      throw new EkkaError(
+        'model',
+        `initializer "${tensor.name}" is external but names no location`,
+        file,
+      );
     }
     const resolved = path.resolve(folder, location);
     if (path.relative(folder, resolved).startsWith('..') || path.isAbsolute(location)) {
@@ -81,13 +85,14 @@ async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<
  */
 export function exposeIntermediates(model: onnx.ModelProto): Uint8Array {
   const graph = model.graph!;
-  const declared = new Set(graph.output.map((o) => o.name));
-  for (const node of graph.node) {
+  const outputs = (graph.output ??= []);
+  const declared = new Set(outputs.map((o) => o.name));
+  for (const node of graph.node ?? []) {
     if (node.opType === 'Constant') continue;
-    for (const name of node.output) {
+    for (const name of node.output ?? []) {
       if (!name || declared.has(name)) continue;
       declared.add(name);
-      graph.output.push(onnx.ValueInfoProto.create({ name }));
+      outputs.push(onnx.ValueInfoProto.create({ name }));
     }
   }
   return onnx.ModelProto.encode(model).finish();

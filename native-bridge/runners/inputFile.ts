@@ -19,12 +19,17 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** Validates the parsed content of an inputs file; every message names the input and the field. */
 export function parseInputs(content: unknown, file: string): InputTensor[] {
   if (!isRecord(content)) {
-    throw new EkkaError('input', 'expected an object mapping input names to { dtype, shape, data }', file);
+    throw new EkkaError(
+      'input',
+      'expected an object mapping input names to { dtype, shape, data }',
+      file,
+    );
   }
   const inputs: InputTensor[] = [];
   for (const [name, entry] of Object.entries(content)) {
     const where = `input "${name}"`;
-    if (!isRecord(entry)) throw new EkkaError('input', `${where}: expected { dtype, shape, data }`, file);
+    if (!isRecord(entry))
+      throw new EkkaError('input', `${where}: expected { dtype, shape, data }`, file);
     const { dtype, shape, data } = entry;
     if (typeof dtype !== 'string' || !(INPUT_DTYPES as readonly string[]).includes(dtype)) {
       throw new EkkaError(
@@ -36,7 +41,10 @@ export function parseInputs(content: unknown, file: string): InputTensor[] {
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new EkkaError('input', `${where}: shape must be a list of non-negative integers`, file);
     }
-    if (!Array.isArray(data) || !data.every((v) => typeof v === 'number' || typeof v === 'boolean')) {
+    if (
+      !Array.isArray(data) ||
+      !data.every((v) => typeof v === 'number' || typeof v === 'boolean')
+    ) {
       throw new EkkaError('input', `${where}: data must be a flat list of numbers`, file);
     }
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
@@ -50,7 +58,12 @@ export function parseInputs(content: unknown, file: string): InputTensor[] {
     if ((dtype === 'int64' || dtype === 'int32') && !data.every((v) => Number.isInteger(v))) {
       throw new EkkaError('input', `${where}: ${dtype} data must be integers`, file);
     }
-    inputs.push({ name, dtype: dtype as InputDType, shape: shape as number[], data: data.map(Number) });
+    inputs.push({
+      name,
+      dtype: dtype as InputDType,
+      shape: shape as number[],
+      data: data.map(Number),
+    });
   }
   if (inputs.length === 0) throw new EkkaError('input', 'no inputs given', file);
   return inputs;

@@ -78,7 +78,11 @@ export class OnnxCapture {
       try {
         session = await create('cpu');
       } catch (cause) {
-        throw new EkkaError('model', `onnxruntime cannot load the model: ${describeCause(cause)}`, options.model);
+        throw new EkkaError(
+          'model',
+          `onnxruntime cannot load the model: ${describeCause(cause)}`,
+          options.model,
+        );
       }
     }
     const info: OnnxRunInfo = {
@@ -100,12 +104,20 @@ export class OnnxCapture {
       const input = given.get(meta.name);
       if (!input) {
         const names = [...given.keys()].join(', ') || 'none';
-        throw new EkkaError('input', `model input "${meta.name}" is not given (inputs given: ${names})`, model);
+        throw new EkkaError(
+          'input',
+          `model input "${meta.name}" is not given (inputs given: ${names})`,
+          model,
+        );
       }
       given.delete(meta.name);
       if (!meta.isTensor) continue;
       if (meta.type !== input.dtype) {
-        throw new EkkaError('input', `input "${meta.name}" must be ${meta.type}, got ${input.dtype}`, model);
+        throw new EkkaError(
+          'input',
+          `input "${meta.name}" must be ${meta.type}, got ${input.dtype}`,
+          model,
+        );
       }
       if (meta.shape.length !== input.shape.length) {
         throw new EkkaError(
@@ -126,7 +138,11 @@ export class OnnxCapture {
       feeds[meta.name] = toOrtTensor(input);
     }
     if (given.size > 0) {
-      throw new EkkaError('input', `the model has no input named ${[...given.keys()].join(', ')}`, model);
+      throw new EkkaError(
+        'input',
+        `the model has no input named ${[...given.keys()].join(', ')}`,
+        model,
+      );
     }
     return feeds;
   }
@@ -134,16 +150,16 @@ export class OnnxCapture {
   /** Runs once and yields every captured value in execution order, releasing each as it goes. */
   async *run(inputs: readonly InputTensor[]): AsyncGenerator<ActivationRecord> {
     const feeds = this.feeds(inputs);
-    let results: ort.InferenceSession.OnnxValueMapType;
+    let results: Record<string, ort.OnnxValue | undefined>;
     try {
-      results = await this.session.run(feeds);
+      results = { ...(await this.session.run(feeds)) };
     } catch (cause) {
       throw new EkkaError('runtime', `the run failed: ${describeCause(cause)}`, this.info.model);
     }
     const boundaryOrdinals = new Map<string, number>();
     let seq = 0;
     for (const value of this.structure.values) {
-      const tensor = results[value.name] as ort.Tensor | undefined;
+      const tensor = results[value.name];
       if (!tensor) continue;
       delete results[value.name];
       const dtype = tensor.type as DType;
@@ -176,13 +192,21 @@ export class OnnxCapture {
 function toOrtTensor(input: InputTensor): ort.Tensor {
   switch (input.dtype) {
     case 'int64':
-      return new ort.Tensor('int64', BigInt64Array.from(input.data, (v) => BigInt(v)), input.shape);
+      return new ort.Tensor(
+        'int64',
+        BigInt64Array.from(input.data, (v) => BigInt(v)),
+        input.shape,
+      );
     case 'int32':
       return new ort.Tensor('int32', Int32Array.from(input.data), input.shape);
     case 'float64':
       return new ort.Tensor('float64', Float64Array.from(input.data), input.shape);
     case 'bool':
-      return new ort.Tensor('bool', Uint8Array.from(input.data, (v) => (v ? 1 : 0)), input.shape);
+      return new ort.Tensor(
+        'bool',
+        Uint8Array.from(input.data, (v) => (v ? 1 : 0)),
+        input.shape,
+      );
     case 'float32':
       return new ort.Tensor('float32', Float32Array.from(input.data), input.shape);
   }

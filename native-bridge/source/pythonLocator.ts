@@ -54,7 +54,10 @@ const MAX_IMPORT_DEPTH = 8;
 let languagePromise: Promise<{ language: Language; query: Query }> | undefined;
 
 function queryFile(): string {
-  for (const candidate of [path.join(__dirname, 'queries', 'python.scm'), path.join(__dirname, 'python.scm')]) {
+  for (const candidate of [
+    path.join(__dirname, 'queries', 'python.scm'),
+    path.join(__dirname, 'python.scm'),
+  ]) {
     try {
       readFileSync(candidate);
       return candidate;
@@ -68,7 +71,9 @@ function queryFile(): string {
 async function loadPython(): Promise<{ language: Language; query: Query }> {
   languagePromise ??= (async () => {
     await Parser.init();
-    const language = await Language.load(require.resolve('tree-sitter-python/tree-sitter-python.wasm'));
+    const language = await Language.load(
+      require.resolve('tree-sitter-python/tree-sitter-python.wasm'),
+    );
     const query = new Query(language, await fs.readFile(queryFile(), 'utf8'));
     return { language, query };
   })();
@@ -84,7 +89,9 @@ function enclosing(node: Node, type: string): Node | null {
 function classOfMethod(fn: Node): Node | null {
   let parent = fn.parent;
   if (parent?.type === 'decorated_definition') parent = parent.parent;
-  return parent?.type === 'block' && parent.parent?.type === 'class_definition' ? parent.parent : null;
+  return parent?.type === 'block' && parent.parent?.type === 'class_definition'
+    ? parent.parent
+    : null;
 }
 
 /** `self.model.layers[2].self_attn` → `model.layers.2.self_attn`; undefined if not rooted at self. */
@@ -160,7 +167,10 @@ export class PythonSourceLocator {
     return best?.info;
   }
 
-  private async walk(root: ClassInfo, modulePath: string): Promise<{ location: SourceLocation; depth: number }> {
+  private async walk(
+    root: ClassInfo,
+    modulePath: string,
+  ): Promise<{ location: SourceLocation; depth: number }> {
     const segments = modulePath ? modulePath.split('.') : [];
     let current = root;
     let constructedAt: SourceLocation['constructedAt'];
@@ -180,14 +190,25 @@ export class PythonSourceLocator {
       i = consumed;
       if (ref.kind === 'external') {
         return {
-          location: { file: found.file, line: found.line, symbol: ref.name, kind: 'construction', constructedAt },
+          location: {
+            file: found.file,
+            line: found.line,
+            symbol: ref.name,
+            kind: 'construction',
+            constructedAt,
+          },
           depth: i,
         };
       }
       current = ref.info;
     }
     const location: SourceLocation = current.forwardLine
-      ? { file: current.file, line: current.forwardLine, symbol: `${current.name}.forward`, kind: 'forward' }
+      ? {
+          file: current.file,
+          line: current.forwardLine,
+          symbol: `${current.name}.forward`,
+          kind: 'forward',
+        }
       : { file: current.file, line: current.line, symbol: current.name, kind: 'class' };
     if (constructedAt) location.constructedAt = constructedAt;
     return { location, depth: i };
@@ -200,7 +221,8 @@ export class PythonSourceLocator {
       for (const base of [...info.bases].reverse()) {
         const ref = await this.resolveName(base, info.file, 0);
         if (ref.kind === 'local' && ref.info !== info) {
-          for (const [key, value] of await this.assignmentsOf(ref.info, depth + 1)) merged.set(key, value);
+          for (const [key, value] of await this.assignmentsOf(ref.info, depth + 1))
+            merged.set(key, value);
         }
       }
     }
@@ -224,7 +246,9 @@ export class PythonSourceLocator {
     }
     const moduleImport = index.imports.get(head!);
     if (moduleImport && rest.length === 1) {
-      const target = moduleImport.name ? `${moduleImport.module}.${moduleImport.name}` : moduleImport.module;
+      const target = moduleImport.name
+        ? `${moduleImport.module}.${moduleImport.name}`
+        : moduleImport.module;
       const file = await this.moduleFile(target, fromFile);
       if (file) return this.resolveName(rest[0]!, file, depth + 1);
     }
@@ -244,7 +268,10 @@ export class PythonSourceLocator {
       roots = [path.dirname(fromFile), ...this.config.searchPaths];
     }
     for (const root of roots) {
-      for (const candidate of [path.join(root, `${relativePath}.py`), path.join(root, relativePath, '__init__.py')]) {
+      for (const candidate of [
+        path.join(root, `${relativePath}.py`),
+        path.join(root, relativePath, '__init__.py'),
+      ]) {
         if ((await this.index(candidate)) !== null) return candidate;
       }
     }
@@ -279,7 +306,8 @@ export class PythonSourceLocator {
   private buildIndex(file: string, root: Node): FileIndex {
     const index: FileIndex = { file, classes: new Map(), imports: new Map() };
     const byNode = new Map<number, ClassInfo>();
-    const classOf = (node: Node | null): ClassInfo | undefined => (node ? byNode.get(node.id) : undefined);
+    const classOf = (node: Node | null): ClassInfo | undefined =>
+      node ? byNode.get(node.id) : undefined;
     const matches = this.query.matches(root);
     for (const match of matches) {
       const capture = (name: string) => match.captures.find((c) => c.name === name)?.node;
@@ -290,7 +318,11 @@ export class PythonSourceLocator {
           name: capture('class.name')!.text,
           file,
           line: cls.startPosition.row + 1,
-          bases: bases ? bases.namedChildren.filter((n) => n && n.type !== 'keyword_argument').map((n) => n!.text) : [],
+          bases: bases
+            ? bases.namedChildren
+                .filter((n) => n && n.type !== 'keyword_argument')
+                .map((n) => n!.text)
+            : [],
           assignments: [],
         };
         byNode.set(cls.id, info);
@@ -312,7 +344,12 @@ export class PythonSourceLocator {
         const target = selfPath(capture('assign.target')!.text);
         if (owner && target) {
           const callee = capture('assign.callee')!.text;
-          const assignment: Assignment = { path: target, callee, file, line: assign.startPosition.row + 1 };
+          const assignment: Assignment = {
+            path: target,
+            callee,
+            file,
+            line: assign.startPosition.row + 1,
+          };
           if (CONTAINER_CALLEES.has(callee.split('.').pop()!)) {
             const element = capture('assign.arguments')!.descendantsOfType('call')[0];
             const elementCallee = element?.childForFieldName('function')?.text;

@@ -1,0 +1,27 @@
+// Builds every bundle with esbuild; type-checking is `npm run typecheck` (tsc --noEmit).
+import * as esbuild from 'esbuild';
+import { cpSync, mkdirSync } from 'node:fs';
+
+const production = process.argv.includes('--production');
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: !production,
+  minify: production,
+  logLevel: 'warning',
+  // Native or wasm-loading packages stay in node_modules; `vscode` is provided by the editor.
+  external: ['vscode', 'onnxruntime-node', 'web-tree-sitter', 'tree-sitter-python'],
+};
+
+mkdirSync('dist/queries', { recursive: true });
+cpSync('native-bridge/source/queries', 'dist/queries', { recursive: true });
+await Promise.all([
+  esbuild.build({ ...common, entryPoints: ['native-bridge/cli/main.ts'], outfile: 'dist/cli.js' }),
+  esbuild.build({
+    ...common,
+    entryPoints: ['extension/extension.ts'],
+    outfile: 'dist/extension.js',
+  }),
+]);

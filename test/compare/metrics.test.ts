@@ -1,0 +1,110 @@
+import * as assert from 'node:assert/strict';
+import { errorRatio, RATIO_CAP } from '../../native-bridge/compare/errorRatio';
+import { comparePair, unflattenIndex } from '../../native-bridge/compare/metrics';
+import {
+  bfloat16BitsToNumber,
+  float16BitsToNumber,
+  toFloatArray,
+  UNIT_ROUNDOFF,
+} from '../../native-bridge/tensors/dtypes';
+import { assertClose } from '../support/numbers';
+
+describe('comparePair', () => {
+  it('matches hand-computed metrics', () => {
+    const m = comparePair(Float32Array.of(1, 2, 3), Float32Array.of(1, 2, 4));
+    assertClose(m.diffNorm, 1);
+    assertClose(m.referenceNorm, Math.sqrt(21));
+    assertClose(m.relativeL2Error, 1 / Math.sqrt(21));
+    assertClose(m.cosineSimilarity, 17 / Math.sqrt(14 * 21));
+    assert.equal(m.maxAbsError, 1);
+    assert.equal(m.maxAbsErrorIndex, 2);
+    assert.equal(m.nonFiniteMismatches, 0);
+  });
+
+  it('reports identical tensors as exact', () => {
+    const m = comparePair(Float32Array.of(0.5, -2), Float32Array.of(0.5, -2));
+    assert.equal(m.relativeL2Error, 0);
+    assertClose(m.cosineSimilarity, 1);
+    assert.equal(m.maxAbsError, 0);
+  });
+
+  it('handles all-zero sides', () => {
+    assert.equal(comparePair(Float32Array.of(0, 0), Float32Array.of(0, 0)).cosineSimilarity, 1);
+    const onlyTarget = comparePair(Float32Array.of(1, 0), Float32Array.of(0, 0));
+    assert.equal(onlyTarget.cosineSimilarity, 0);
+    assert.equal(onlyTarget.relativeL2Error, Infinity);
+  });
+
+  it('counts NaN and Inf on each side and keeps them out of the norms', () => {
+    const t = Float32Array.of(NaN, Infinity, 1, -Infinity, NaN);
+    const r = Float32Array.of(NaN, Infinity, 1, Infinity, 3);
+    const m = comparePair(t, r);
+    assert.deepEqual(m.target, { nan: 2, inf: 2 });
+    assert.deepEqual(m.reference, { nan: 1, inf: 2 });
+    // Agreeing: NaN/NaN, +Inf/+Inf. Mismatching: -Inf vs +Inf, NaN vs 3.
+    assert.equal(m.nonFiniteMismatches, 2);
+    assert.equal(m.diffNorm, 0);
+    assert.equal(m.referenceNorm, 1);
+  });
+
+  it('refuses arrays of different lengths', () => {
+    assert.throws(() => comparePair(new Float32Array(2), new Float32Array(3)), /element counts differ/);
+  });
+});
+
+describe('unflattenIndex', () => {
+  it('turns a flat index into a row-major one', () => {
+    assert.deepEqual(unflattenIndex(17, [2, 3, 4]), [1, 1, 1]);
+    assert.deepEqual(unflattenIndex(0, [5]), [0]);
+    assert.deepEqual(unflattenIndex(23, [2, 3, 4]), [1, 2, 3]);
+  });
+});
+
+describe('16-bit floats', () => {
+  it('decodes IEEE binary16', () => {
+    assert.equal(float16BitsToNumber(0x3c00), 1);
+    assert.equal(float16BitsToNumber(0xc000), -2);
+    assert.equal(float16BitsToNumber(0x7bff), 65504);
+    assert.equal(float16BitsToNumber(0x0001), 2 ** -24);
+    assert.equal(float16BitsToNumber(0x7c00), Infinity);
+    assert.equal(float16BitsToNumber(0xfc00), -Infinity);
+    assert.ok(Number.isNaN(float16BitsToNumber(0x7e00)));
+  });
+
+  it('decodes bfloat16', () => {
+    assert.equal(bfloat16BitsToNumber(0x3f80), 1);
+    assert.equal(bfloat16BitsToNumber(0xc040), -3);
+    assert.equal(bfloat16BitsToNumber(0x7f80), Infinity);
+  });
+
+  it('converts whole fp16 arrays for comparison', () => {
+    const decoded = toFloatArray('float16', Uint16Array.of(0x3c00, 0x4000, 0x3800));
+    assert.deepEqual([...decoded], [1, 2, 0.5]);
+  });
+});
+
+describe('errorRatio', () => {
+  const target = comparePair(Float32Array.of(3, 4.03), Float32Array.of(3, 4)); // diff 0.03, ‖r‖ 5
+
+  it('divides by the low-precision reference gap when it is above the floor', () => {
+    const gap = comparePair(Float32Array.of(3, 4.01), Float32Array.of(3, 4)); // 0.01
+    const r = errorRatio(target, gap, 'float32', { floorFactor: 64 });
+    assertClose(r.ratio, 3, { rtol: 1e-4 }, 'ratio'); // float32 inputs: 4.03f − 4 ≠ 0.03 exactly
+    assert.equal(r.noiseSource, 'low-precision-reference');
+  });
+
+  it('falls back to the analytic floor γ·u·‖reference‖', () => {
+    const r = errorRatio(target, undefined, 'float16', { floorFactor: 8 });
+    const floor = 8 * UNIT_ROUNDOFF.float16 * 5;
+    assertClose(r.noise, floor);
+    assertClose(r.ratio, 0.03 / floor, { rtol: 1e-5 });
+    assert.equal(r.noiseSource, 'analytic-floor');
+  });
+
+  it('caps unexplained non-finite divergences', () => {
+    const nan = comparePair(Float32Array.of(NaN, 4), Float32Array.of(3, 4));
+    assert.equal(errorRatio(nan, undefined, 'float32').ratio, RATIO_CAP);
+    // The same NaN in the low-precision reference explains it: back to a finite ratio.
+    assert.ok(errorRatio(nan, nan, 'float32').ratio < RATIO_CAP);
+  });
+});
