@@ -48,7 +48,10 @@ describe('comparePair', () => {
   });
 
   it('refuses arrays of different lengths', () => {
-    assert.throws(() => comparePair(new Float32Array(2), new Float32Array(3)), /element counts differ/);
+    assert.throws(
+      () => comparePair(new Float32Array(2), new Float32Array(3)),
+      /element counts differ/,
+    );
   });
 });
 

@@ -36,7 +36,10 @@ describe('detectChangePoint', () => {
     const ramp = Array.from({ length: 20 }, (_, k) => 10 ** ((3 * (k + 1)) / 20));
     const ratios = [...noise(20, 3), ...ramp, ...noise(10, 4).map((r) => r * 1500)];
     const result = detectChangePoint(ratios);
-    assert.ok(result.index !== null && result.index >= 20 && result.index <= 24, `index ${result.index}`);
+    assert.ok(
+      result.index !== null && result.index >= 20 && result.index <= 24,
+      `index ${result.index}`,
+    );
   });
 
   it('does not flag a single spike that falls back to noise', () => {

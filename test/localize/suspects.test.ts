@@ -1,5 +1,9 @@
 import * as assert from 'node:assert/strict';
-import { ownJump, rankSuspects, type SeriesPointForRanking } from '../../native-bridge/localize/suspects';
+import {
+  ownJump,
+  rankSuspects,
+  type SeriesPointForRanking,
+} from '../../native-bridge/localize/suspects';
 import { assertClose } from '../support/numbers';
 
 const point = (
@@ -8,7 +12,13 @@ const point = (
   ratio: number,
   inputRatio = 1,
   inputIndex?: number,
-): SeriesPointForRanking => ({ index, module, ratio, inputRatio, ...(inputIndex === undefined ? {} : { inputIndex }) });
+): SeriesPointForRanking => ({
+  index,
+  module,
+  ratio,
+  inputRatio,
+  ...(inputIndex === undefined ? {} : { inputIndex }),
+});
 
 describe('rankSuspects', () => {
   it('ranks the module that adds the error above those that inherit it', () => {
@@ -19,10 +29,16 @@ describe('rankSuspects', () => {
       point(3, 'd', 1200, 900, 2),
     ];
     const ranked = rankSuspects(points, 1);
-    assert.deepEqual(ranked.map((s) => s.module), ['b', 'd', 'c']);
+    assert.deepEqual(
+      ranked.map((s) => s.module),
+      ['b', 'd', 'c'],
+    );
     assertClose(ranked[0]!.ownJump, Math.log(800));
     assert.ok(ranked[0]!.confidence > 0.99);
-    assertClose(ranked.reduce((sum, s) => sum + s.confidence, 0), 1);
+    assertClose(
+      ranked.reduce((sum, s) => sum + s.confidence, 0),
+      1,
+    );
   });
 
   it('traces inherited error back past the change point to where it entered', () => {

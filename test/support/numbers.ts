@@ -8,7 +8,10 @@ export function assertClose(
   label = 'value',
 ): void {
   if (Number.isNaN(expected) || Number.isNaN(actual)) {
-    assert.ok(Number.isNaN(expected) && Number.isNaN(actual), `${label}: expected ${expected}, got ${actual}`);
+    assert.ok(
+      Number.isNaN(expected) && Number.isNaN(actual),
+      `${label}: expected ${expected}, got ${actual}`,
+    );
     return;
   }
   if (!Number.isFinite(expected)) {

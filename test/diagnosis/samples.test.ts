@@ -1,0 +1,94 @@
+import * as assert from 'node:assert/strict';
+import { promises as fs, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { loadConfig } from '../../native-bridge/diagnosis/config';
+import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import type { DiagnosisResult, SeriesPoint } from '../../native-bridge/diagnosis/result';
+
+const CASES = path.resolve('samples/tiny-llama/cases');
+
+interface Expected {
+  module: string | null;
+  source?: { file: string; line: number };
+  cause?: string;
+}
+
+describe('sample diagnoses (ground truth in each case’s expected.json)', () => {
+  const caseIds = readdirSync(CASES)
+    .filter((id) => !id.startsWith('.'))
+    .sort();
+
+  it('has at least three planted bugs and one control', async () => {
+    const expectations = await Promise.all(
+      caseIds.map(
+        async (id) =>
+          JSON.parse(await fs.readFile(path.join(CASES, id, 'expected.json'), 'utf8')) as Expected,
+      ),
+    );
+    assert.ok(expectations.filter((e) => e.module !== null).length >= 3);
+    assert.ok(expectations.filter((e) => e.module === null).length >= 1);
+  });
+
+  for (const id of caseIds) {
+    describe(id, () => {
+      let expected: Expected;
+      let result: DiagnosisResult;
+      const streamed: SeriesPoint[] = [];
+
+      before(async () => {
+        expected = JSON.parse(
+          await fs.readFile(path.join(CASES, id, 'expected.json'), 'utf8'),
+        ) as Expected;
+        const config = await loadConfig(path.join(CASES, id, 'ekka.json'));
+        result = await runDiagnosis(config, { point: (p) => streamed.push(p) });
+      });
+
+      it('streams every module output before the result, in order', () => {
+        assert.ok(result.series.length > 50, `only ${result.series.length} points`);
+        assert.deepEqual(streamed, result.series);
+        assert.deepEqual(
+          streamed.map((p) => p.index),
+          streamed.map((_, i) => i),
+        );
+      });
+
+      it('pairs every module output of both runs', () => {
+        assert.deepEqual(result.unmatched, []);
+      });
+
+      if (id.startsWith('control')) {
+        it('reports no suspect above threshold', () => {
+          assert.equal(result.changePoint, null);
+          assert.deepEqual(result.suspects, []);
+          const worst = Math.max(...result.series.map((p) => p.ratio));
+          assert.ok(worst < result.thresholds.ratio, `a ratio reached ${worst}`);
+        });
+        return;
+      }
+
+      it('ranks the planted module first', () => {
+        assert.ok(result.changePoint, 'no change point');
+        assert.equal(result.suspects[0]?.module, expected.module);
+        assert.ok(
+          result.suspects[0].confidence > 0.5,
+          `confidence ${result.suspects[0].confidence}`,
+        );
+        assert.ok(result.suspects[0].ratio >= result.thresholds.ratio);
+      });
+
+      it('names the planted source line', () => {
+        assert.deepEqual(
+          { file: result.suspects[0]?.source?.file, line: result.suspects[0]?.source?.line },
+          expected.source,
+        );
+      });
+
+      it('keeps modules before the bug at noise level', () => {
+        const first = result.series.findIndex((p) => p.module === expected.module);
+        const before = result.series.slice(0, Math.min(first, result.changePoint!.index));
+        for (const p of before)
+          assert.ok(p.ratio < result.thresholds.ratio, `${p.key}: ${p.ratio}`);
+      });
+    });
+  }
+});

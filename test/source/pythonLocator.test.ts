@@ -1,0 +1,105 @@
+import * as assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { PythonSourceLocator } from '../../native-bridge/source/pythonLocator';
+
+const SAMPLE = path.resolve('samples/tiny-llama');
+const MODELING = path.join(SAMPLE, 'modeling_llama.py');
+
+/** 1-based line of the first line of `file` that contains `needle` (after `after`, if given). */
+async function lineOf(file: string, needle: string, after?: string): Promise<number> {
+  const lines = (await fs.readFile(file, 'utf8')).split('\n');
+  const start = after ? lines.findIndex((l) => l.includes(after)) : 0;
+  const index = lines.findIndex((l, i) => i >= start && l.includes(needle));
+  assert.ok(index >= 0, `${needle} not in ${file}`);
+  return index + 1;
+}
+
+describe('PythonSourceLocator', () => {
+  let locator: PythonSourceLocator;
+  before(async () => {
+    locator = await PythonSourceLocator.create({
+      entryFile: MODELING,
+      entryClass: 'LlamaForCausalLM',
+      searchPaths: [SAMPLE],
+    });
+  });
+  after(() => locator.dispose());
+
+  it('finds a workspace class’s forward through the module tree', async () => {
+    const location = await locator.locate('model.layers.1.mlp');
+    assert.equal(location?.file, MODELING);
+    assert.equal(location?.symbol, 'LlamaMLP.forward');
+    assert.equal(location?.line, await lineOf(MODELING, 'def forward', 'class LlamaMLP'));
+    assert.equal(
+      location?.constructedAt?.line,
+      await lineOf(MODELING, 'self.mlp = LlamaMLP(config)'),
+    );
+  });
+
+  it('follows nn.ModuleList([Cls(...) for ...]) into the element class', async () => {
+    const location = await locator.locate('model.layers.3');
+    assert.equal(location?.symbol, 'LlamaDecoderLayer.forward');
+    assert.equal(
+      location?.constructedAt?.line,
+      await lineOf(MODELING, 'self.layers = nn.ModuleList('),
+    );
+  });
+
+  it('points an external class (nn.Linear) at the line that builds it', async () => {
+    const location = await locator.locate('model.layers.0.self_attn.k_proj');
+    assert.equal(location?.kind, 'construction');
+    assert.equal(location?.symbol, 'nn.Linear');
+    assert.equal(location?.line, await lineOf(MODELING, 'self.k_proj = nn.Linear('));
+  });
+
+  it('locates the root module itself', async () => {
+    const location = await locator.locate('');
+    assert.equal(location?.symbol, 'LlamaForCausalLM.forward');
+  });
+
+  it('follows imports, base classes and per-index replacements in a target’s own file', async () => {
+    const caseDir = path.join(SAMPLE, 'cases/rope-interleaved');
+    const file = path.join(caseDir, 'modeling_target.py');
+    const target = await PythonSourceLocator.create({
+      entryFile: file,
+      entryClass: 'TargetForCausalLM',
+      searchPaths: [caseDir, SAMPLE],
+    });
+    try {
+      const replaced = await target.locate('model.layers.2.self_attn');
+      assert.equal(replaced?.file, file);
+      assert.equal(replaced?.kind, 'class');
+      assert.equal(replaced?.line, await lineOf(file, 'class InterleavedRotaryAttention'));
+      // Other layers keep the base class's attention, found through the import.
+      const untouched = await target.locate('model.layers.1.self_attn');
+      assert.equal(untouched?.file, MODELING);
+      assert.equal(untouched?.symbol, 'LlamaAttention.forward');
+    } finally {
+      target.dispose();
+    }
+  });
+
+  it('finds the root class by itself when no entry is named', async () => {
+    const auto = await PythonSourceLocator.create({ searchPaths: [SAMPLE] });
+    try {
+      const location = await auto.locate('model.layers.0.post_attention_layernorm');
+      assert.equal(location?.symbol, 'LlamaRMSNorm.forward');
+    } finally {
+      auto.dispose();
+    }
+  });
+
+  it('returns undefined when the entry class does not exist', async () => {
+    const missing = await PythonSourceLocator.create({
+      entryFile: MODELING,
+      entryClass: 'NoSuchModel',
+      searchPaths: [SAMPLE],
+    });
+    try {
+      assert.equal(await missing.locate('model'), undefined);
+    } finally {
+      missing.dispose();
+    }
+  });
+});
