@@ -30,8 +30,11 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
   ];
   for (const [role, info] of runs) {
     if (!info) continue;
+    const kept = info.keptFloat32?.length
+      ? `; kept in float32: ${info.keptFloat32.join(', ')}`
+      : '';
     lines.push(
-      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, optimization: ${info.optimization})`,
+      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, ${info.precision}${kept}, optimization: ${info.optimization})`,
     );
   }
   const noise =
@@ -47,6 +50,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
   }
   if (result.unmatched.length > 5)
     lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
+  for (const warning of result.warnings) lines.push(`  warning: ${warning}`);
   lines.push('');
 
   if (verbose) {

@@ -44,7 +44,7 @@ export function errorRatio(
   const measured = lowPrecisionVsReference?.diffNorm ?? 0;
   const noise = Math.max(measured, analytic, Number.MIN_VALUE);
   const noiseSource: NoiseSource =
-    measured >= analytic ? 'low-precision-reference' : 'analytic-floor';
+    measured > analytic ? 'low-precision-reference' : 'analytic-floor';
   const explainedMismatches = lowPrecisionVsReference?.nonFiniteMismatches ?? 0;
   if (targetVsReference.nonFiniteMismatches > explainedMismatches) {
     return { ratio: RATIO_CAP, noise, noiseSource };

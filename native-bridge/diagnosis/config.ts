@@ -3,7 +3,7 @@ import { closest } from 'fastest-levenshtein';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EkkaError, describeCause } from '../errors';
-import type { ExecutionProviderChoice, GraphOptimization } from '../runners/onnxRunner';
+import type { ExecutionProviderChoice, GraphOptimization, Precision } from '../runners/onnxRunner';
 import schema from './ekka.schema.json';
 
 /** One run as written in ekka.json, after defaults. */
@@ -12,6 +12,7 @@ export interface RunConfig {
   model: string;
   optimization: GraphOptimization;
   executionProvider: ExecutionProviderChoice;
+  precision?: Precision;
 }
 
 export interface Thresholds {

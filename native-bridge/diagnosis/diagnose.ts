@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { errorRatio, type ErrorRatio } from '../compare/errorRatio';
+import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
@@ -132,6 +132,8 @@ export async function runDiagnosis(
   const seriesIndexByValue = new Map<string, number>();
   const matchedBoundaries = new Set<string>();
   const floorFactor = thresholds.noiseFloorFactor;
+  const targetPrecision: FloatDType = config.target.precision ?? 'float32';
+  let excusedNonFinite = 0;
   let usedMeasuredNoise = false;
   let floorDType: FloatDType = 'float32';
 
@@ -155,10 +157,17 @@ export async function runDiagnosis(
     const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
     const metrics = comparePair(data, ref.data);
     const gap = lowPrecisionGap.get(key);
-    const dtype = gap ? ref.dtype : coarserDType(record.dtype as FloatDType, ref.dtype);
+    // Without a measured gap the floor follows the coarsest precision involved: the record's storage
+    // type, the target run's precision (a converted graph returns float32 logits of float16 values)
+    // and the reference's.
+    const dtype = gap
+      ? ref.dtype
+      : coarserDType(coarserDType(record.dtype as FloatDType, targetPrecision), ref.dtype);
     floorDType = coarserDType(floorDType, dtype);
     const ratio: ErrorRatio = errorRatio(metrics, gap, dtype, { floorFactor });
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
+    if (record.boundaryKey && metrics.nonFiniteMismatches > 0 && ratio.ratio < RATIO_CAP)
+      excusedNonFinite++;
     comparedOps.push({
       module: record.module,
       node: record.nodeName,
@@ -264,6 +273,12 @@ export async function runDiagnosis(
     }
   }
 
+  const warnings: string[] = [];
+  if (excusedNonFinite > 0) {
+    warnings.push(
+      `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
+    );
+  }
   const changePoint =
     detection.index === null
       ? null
@@ -292,6 +307,7 @@ export async function runDiagnosis(
     spikes: detection.spikes,
     suspects,
     unmatched,
+    warnings,
     comparedOps: comparedOps.length,
     timings: { totalMs: performance.now() - started, runsMs },
   };

@@ -72,6 +72,8 @@ export interface DiagnosisResult {
   spikes: number[];
   suspects: Suspect[];
   unmatched: UnmatchedRecord[];
+  /** Things the user should know that do not change the verdict. */
+  warnings: string[];
   /** Ops compared one to one (beyond the module outputs), for the op inside each suspect. */
   comparedOps: number;
   timings: { totalMs: number; runsMs: Record<string, number> };

@@ -6,6 +6,8 @@ import { EkkaError, describeCause } from '../errors';
 /** A decoded ONNX model and where it came from. */
 export interface OnnxModelFile {
   path: string;
+  /** The file's bytes, to decode fresh copies for rewriting. */
+  bytes: Uint8Array;
   model: onnx.ModelProto;
   /** Files holding initializers stored outside the model (`data_location = EXTERNAL`). */
   externalDataFiles: string[];
@@ -42,7 +44,7 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
   if (model.opsetImport.length === 0) {
     throw new EkkaError('model', 'not a valid ONNX model: it declares no opset', file);
   }
-  return { path: file, model, externalDataFiles: await externalDataFiles(model, file) };
+  return { path: file, bytes, model, externalDataFiles: await externalDataFiles(model, file) };
 }
 
 async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<string[]> {

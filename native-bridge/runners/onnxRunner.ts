@@ -1,8 +1,15 @@
 import * as ort from 'onnxruntime-node';
 import * as path from 'node:path';
 import { EkkaError, describeCause } from '../errors';
+import { onnx } from 'onnx-proto';
 import { analyzeGraph, type GraphStructure } from '../onnx/graphStructure';
-import { exposeIntermediates, readOnnxModel } from '../onnx/modelFile';
+import {
+  convertToLowPrecision,
+  FUNCTION_OPS,
+  opWithoutKernel,
+  type LowPrecision,
+} from '../onnx/lowPrecision';
+import { exposeIntermediates, readOnnxModel, type OnnxModelFile } from '../onnx/modelFile';
 import { isFloatDType, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
 import type { InputTensor } from './inputFile';
@@ -10,17 +17,30 @@ import type { InputTensor } from './inputFile';
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 export type ExecutionProviderChoice = 'auto' | 'cpu' | 'cuda';
 
+export type Precision = 'float32' | LowPrecision;
+
 export interface OnnxRunOptions {
   model: string;
   optimization: GraphOptimization;
   executionProvider: ExecutionProviderChoice;
+  /** Store activations at this precision (the model is converted on load); default: as exported. */
+  precision?: Precision;
 }
+
+/** Attempts at finding the ops without a low-precision kernel: one per op type at most. */
+const MAX_KERNEL_ATTEMPTS = 64;
+
+/** Per `${provider}/${precision}`: op types found to have no kernel, for the next model. */
+const opsWithoutKernel = new Map<string, Set<string>>();
 
 export interface OnnxRunInfo {
   model: string;
   /** The provider that actually ran. */
   executionProvider: 'cpu' | 'cuda';
   optimization: GraphOptimization;
+  precision: Precision;
+  /** Op types run in float32 between Casts because the provider has no low-precision kernel. */
+  keptFloat32?: string[];
   /** Why a requested provider was not used, when it was not. */
   fallbackReason?: string;
   capturedValues: number;
@@ -43,8 +63,6 @@ export class OnnxCapture {
 
   static async open(options: OnnxRunOptions): Promise<OnnxCapture> {
     const file = await readOnnxModel(options.model);
-    const structure = analyzeGraph(file.model.graph!);
-    const bytes = exposeIntermediates(file.model);
     const folder = path.dirname(path.resolve(options.model));
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: options.optimization,
@@ -53,31 +71,38 @@ export class OnnxCapture {
         data: path.resolve(folder, location),
       })),
     };
-    const create = (provider: 'cpu' | 'cuda') =>
-      ort.InferenceSession.create(bytes, { ...sessionOptions, executionProviders: [provider] });
+    const precision = options.precision ?? 'float32';
+    const build = (provider: 'cpu' | 'cuda') =>
+      precision === 'float32'
+        ? exposedSession(file.model, { ...sessionOptions, executionProviders: [provider] })
+        : lowPrecisionSession(file, precision, provider, {
+            ...sessionOptions,
+            executionProviders: [provider],
+          });
 
     let provider: 'cpu' | 'cuda' = 'cpu';
     let fallbackReason: string | undefined;
-    let session: ort.InferenceSession | undefined;
+    let built: BuiltSession | undefined;
     if (options.executionProvider !== 'cpu') {
       if (!cudaBundled()) {
         fallbackReason = 'the CUDA execution provider is not installed with onnxruntime-node here';
       } else {
         try {
-          session = await create('cuda');
+          built = await build('cuda');
           provider = 'cuda';
         } catch (cause) {
           fallbackReason = `the CUDA execution provider failed to start: ${describeCause(cause)}`;
         }
       }
-      if (options.executionProvider === 'cuda' && !session) {
+      if (options.executionProvider === 'cuda' && !built) {
         throw new EkkaError('runtime', `cannot run on CUDA: ${fallbackReason}`, options.model);
       }
     }
-    if (!session) {
+    if (!built) {
       try {
-        session = await create('cpu');
+        built = await build('cpu');
       } catch (cause) {
+        if (cause instanceof EkkaError) throw cause;
         throw new EkkaError(
           'model',
           `onnxruntime cannot load the model: ${describeCause(cause)}`,
@@ -89,10 +114,12 @@ export class OnnxCapture {
       model: options.model,
       executionProvider: provider,
       optimization: options.optimization,
-      capturedValues: structure.values.length,
+      precision,
+      capturedValues: built.structure.values.length,
     };
+    if (built.keptFloat32) info.keptFloat32 = built.keptFloat32;
     if (fallbackReason) info.fallbackReason = fallbackReason;
-    return new OnnxCapture(session, info, structure);
+    return new OnnxCapture(built.session, info, built.structure);
   }
 
   /** Checks the inputs against the model's declared inputs and builds the feeds. */
@@ -187,6 +214,91 @@ export class OnnxCapture {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+interface BuiltSession {
+  session: ort.InferenceSession;
+  structure: GraphStructure;
+  keptFloat32?: string[];
+}
+
+async function exposedSession(
+  model: onnx.ModelProto,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<BuiltSession> {
+  const structure = analyzeGraph(model.graph!);
+  const session = await ort.InferenceSession.create(exposeIntermediates(model), options);
+  return { session, structure };
+}
+
+/**
+ * Converts the model to `precision` and finds, by trying, which op types the provider has no
+ * kernel for at that precision: each such op is kept in float32 between Casts and the session is
+ * built again. Value types come from onnxruntime's inference on the float32 graph.
+ */
+async function lowPrecisionSession(
+  file: OnnxModelFile,
+  precision: LowPrecision,
+  provider: 'cpu' | 'cuda',
+  options: ort.InferenceSession.SessionOptions,
+): Promise<BuiltSession> {
+  const typing = await ort.InferenceSession.create(
+    exposeIntermediates(onnx.ModelProto.decode(file.bytes)),
+    {
+      ...options,
+      graphOptimizationLevel: 'disabled',
+    },
+  );
+  const valueTypes = new Map<string, string>();
+  for (const meta of [...typing.inputMetadata, ...typing.outputMetadata]) {
+    if (meta.isTensor) valueTypes.set(meta.name, meta.type);
+  }
+  const FLOAT = onnx.TensorProto.DataType.FLOAT;
+  for (const tensor of file.model.graph?.initializer ?? []) {
+    if (tensor.dataType === FLOAT) valueTypes.set(tensor.name ?? '', 'float32');
+  }
+  // Constant nodes are not exposed, so their types come from their tensors.
+  for (const node of file.model.graph?.node ?? []) {
+    const value =
+      node.opType === 'Constant' ? node.attribute?.find((a) => a.name === 'value')?.t : undefined;
+    if (value?.dataType === FLOAT && node.output?.[0]) valueTypes.set(node.output[0], 'float32');
+  }
+  await typing.release();
+
+  const graphOps = new Set((file.model.graph?.node ?? []).map((n) => n.opType ?? ''));
+  const cacheKey = `${provider}/${precision}`;
+  // Kernel coverage is a property of the provider and the type, not of the model: start from what
+  // earlier models taught this process.
+  const keep = new Set(opsWithoutKernel.get(cacheKey) ?? []);
+  for (let attempt = 0; attempt < MAX_KERNEL_ATTEMPTS; attempt++) {
+    const model = convertToLowPrecision(
+      onnx.ModelProto.decode(file.bytes),
+      precision,
+      valueTypes,
+      keep,
+    );
+    try {
+      const built = await exposedSession(model, options);
+      opsWithoutKernel.set(cacheKey, keep);
+      return { ...built, keptFloat32: [...keep].filter((op) => graphOps.has(op)).sort() };
+    } catch (cause) {
+      const op = opWithoutKernel(describeCause(cause));
+      const grown = keep.size;
+      if (op && graphOps.has(op)) keep.add(op);
+      else if (op) for (const fn of FUNCTION_OPS) if (graphOps.has(fn)) keep.add(fn);
+      if (keep.size === grown) {
+        const why = /Unsupported data type: 16\b/.test(describeCause(cause))
+          ? 'onnxruntime-node cannot hand bfloat16 tensors to JavaScript; use "float16"'
+          : describeCause(cause);
+        throw new EkkaError('model', `cannot run the model at ${precision}: ${why}`, file.path);
+      }
+    }
+  }
+  throw new EkkaError(
+    'model',
+    `cannot run the model at ${precision}: too many ops without a kernel`,
+    file.path,
+  );
 }
 
 function toOrtTensor(input: InputTensor): ort.Tensor {
