@@ -90,6 +90,13 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
       `Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`,
       '',
     );
+    const top = result.suspects[0];
+    if (top && top.index < cp.index) {
+      lines.push(
+        `The top suspect's output (#${top.index}) diverged earlier; the modules reading it carry its error from #${cp.index} on.`,
+        '',
+      );
+    }
     const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
     for (const s of result.suspects) {
       const source = s.source ? `${s.source.file}:${s.source.line} (${s.source.symbol})` : '—';

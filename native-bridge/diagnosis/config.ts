@@ -2,7 +2,8 @@ import Ajv, { type ErrorObject } from 'ajv';
 import { closest } from 'fastest-levenshtein';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { EkkaError, describeCause } from '../errors';
+import { EkkaError } from '../errors';
+import { readJsonFile } from '../jsonFile';
 import type { ExecutionProviderChoice, GraphOptimization, Precision } from '../runners/onnxRunner';
 import schema from './ekka.schema.json';
 
@@ -170,18 +171,6 @@ async function existingFile(
 
 /** Reads and validates an ekka.json file. */
 export async function loadConfig(file: string): Promise<DiagnosisConfig> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (cause) {
-    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new EkkaError('config', missing ? 'file not found' : describeCause(cause), file);
-  }
-  let content: unknown;
-  try {
-    content = JSON.parse(text);
-  } catch (cause) {
-    throw new EkkaError('config', `not valid JSON (${describeCause(cause)})`, file);
-  }
+  const content = await readJsonFile(file, 'config');
   return resolveConfig(content, path.dirname(path.resolve(file)), file);
 }

@@ -1,5 +1,5 @@
-import { promises as fs } from 'node:fs';
-import { EkkaError, describeCause } from '../errors';
+import { EkkaError } from '../errors';
+import { readJsonFile } from '../jsonFile';
 
 /** One model input as written in an inputs file: `{ "dtype", "shape", "data" }` (flat, row-major). */
 export interface InputTensor {
@@ -70,18 +70,6 @@ export function parseInputs(content: unknown, file: string): InputTensor[] {
 }
 
 export async function readInputFile(file: string): Promise<InputTensor[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (cause) {
-    const missing = (cause as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new EkkaError('input', missing ? 'file not found' : describeCause(cause), file);
-  }
-  let content: unknown;
-  try {
-    content = JSON.parse(text);
-  } catch (cause) {
-    throw new EkkaError('input', `not valid JSON (${describeCause(cause)})`, file);
-  }
+  const content = await readJsonFile(file, 'input');
   return parseInputs(content, file);
 }
