@@ -100,11 +100,16 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
     for (const s of result.suspects) {
       const source = s.source ? `${s.source.file}:${s.source.line} (${s.source.symbol})` : '—';
+      const point = result.series[s.index];
+      const nonFinite =
+        point && point.target.nan + point.target.inf > 0
+          ? ` (target: ${point.target.nan} NaN, ${point.target.inf} Inf)`
+          : '';
       rows.push([
         String(s.rank),
         moduleName(s.module),
         `${s.op} ${s.node}`,
-        fmt(s.ratio),
+        `${fmt(s.ratio)}${nonFinite}`,
         `×${fmt(Math.exp(s.ownJump))}`,
         s.confidence.toFixed(2),
         source,

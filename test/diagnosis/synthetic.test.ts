@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { RATIO_CAP } from '../../native-bridge/compare/errorRatio';
+import { formatReport } from '../../native-bridge/cli/report';
 import { resolveConfig } from '../../native-bridge/diagnosis/config';
 import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
 import { identity4, scratchDir, tinyModel, TINY_INPUTS, writeJson } from '../support/tinyOnnx';
@@ -50,5 +51,9 @@ describe('diagnosis edge cases', () => {
     assert.equal(result.series[0]!.ratio, RATIO_CAP);
     assert.equal(result.suspects[0]!.module, 'blk');
     assert.equal(result.suspects[0]!.op, 'Sqrt');
+    assert.match(
+      formatReport(result, '/'),
+      /^1\s+blk\s+Sqrt \/blk\/Sqrt\s+1\.00e\+12 \(target: 2 NaN, 0 Inf\)/m,
+    );
   });
 });
