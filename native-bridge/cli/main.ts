@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
 import { runDiagnosis } from '../diagnosis/diagnose';
-import { EkkaError } from '../errors';
+import { EkkaError, describeCause } from '../errors';
 import { formatReport } from './report';
 
 const USAGE = `Usage:
@@ -93,8 +93,16 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {
       const out = path.resolve(cwd, values.json);
-      await fs.mkdir(path.dirname(out), { recursive: true });
-      await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+      try {
+        await fs.mkdir(path.dirname(out), { recursive: true });
+        await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+      } catch (cause) {
+        throw new EkkaError(
+          'config',
+          `cannot write the JSON result: ${describeCause(cause)}`,
+          values.json,
+        );
+      }
       process.stdout.write(`Wrote ${path.relative(cwd, out)}\n`);
     }
     return values['fail-on-divergence'] && result.changePoint ? 1 : 0;

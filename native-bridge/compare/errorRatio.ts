@@ -1,4 +1,4 @@
-import { UNIT_ROUNDOFF, type FloatDType } from '../tensors/dtypes';
+import { MIN_NORMAL, UNIT_ROUNDOFF, type FloatDType } from '../tensors/dtypes';
 import type { PairMetrics } from './metrics';
 
 /** Ratios are capped here so that JSON stays finite; a non-finite divergence reads as the cap. */
@@ -29,7 +29,7 @@ export interface ErrorRatio {
  * The robust error ratio of one module: the target's distance from the full-precision reference,
  * divided by the distance the reference itself travels when run at the target's precision. Where
  * no low-precision reference exists, or its gap is below the analytic bound for `dtype`, the
- * analytic floor γ · u · ||Y_R|| stands in, so all-fp32 diagnoses still read "≈1 means noise".
+ * analytic floor γ · u · (||Y_R|| + √n · min normal) stands in, so all-fp32 diagnoses still read "≈1 means noise".
  *
  * Non-finite values: a target with more NaN/Inf mismatches than the low-precision reference has
  * (i.e. not explained by precision) gets the capped ratio.
@@ -40,7 +40,12 @@ export function errorRatio(
   dtype: FloatDType,
   options: NoiseFloorOptions = DEFAULT_NOISE_FLOOR,
 ): ErrorRatio {
-  const analytic = options.floorFactor * UNIT_ROUNDOFF[dtype] * targetVsReference.referenceNorm;
+  // Rounding error is relative for normal numbers and absolute (one subnormal step) below them,
+  // so an all-zero reference still has a floor: γ·u·(‖Y_R‖ + √n · min normal).
+  const analytic =
+    options.floorFactor *
+    UNIT_ROUNDOFF[dtype] *
+    (targetVsReference.referenceNorm + Math.sqrt(targetVsReference.elements) * MIN_NORMAL[dtype]);
   const measured = lowPrecisionVsReference?.diffNorm ?? 0;
   const noise = Math.max(measured, analytic, Number.MIN_VALUE);
   const noiseSource: NoiseSource =

@@ -1,13 +1,13 @@
 import * as path from 'node:path';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, unflattenIndex, type PairMetrics } from '../compare/metrics';
-import { EkkaError } from '../errors';
+import { EkkaError, describeCause } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
 import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile, type InputTensor } from '../runners/inputFile';
 import { OnnxCapture, type OnnxRunInfo } from '../runners/onnxRunner';
-import { PythonSourceLocator } from '../source/pythonLocator';
+import { PythonSourceLocator, type SourceLocation } from '../source/pythonLocator';
 import {
   coarserDType,
   isFloatDType,
@@ -17,6 +17,40 @@ import {
 } from '../tensors/dtypes';
 import type { DiagnosisConfig, RunConfig } from './config';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
+
+/** Source locations of `modules`, in order; a lookup that fails becomes a warning and null. */
+async function locateSources(
+  config: DiagnosisConfig,
+  modules: readonly string[],
+  warnings: string[],
+): Promise<(SourceLocation | undefined)[]> {
+  if (!config.source || modules.length === 0) return modules.map(() => undefined);
+  let locator: PythonSourceLocator | undefined;
+  try {
+    locator = await PythonSourceLocator.create(config.source);
+    const found: (SourceLocation | undefined)[] = [];
+    // One at a time: the locator's parser is not reentrant.
+    for (const module of modules) found.push(await locator.locate(module));
+    return found;
+  } catch (cause) {
+    warnings.push(`source lines not found: ${describeCause(cause)}`);
+    return modules.map(() => undefined);
+  } finally {
+    locator?.dispose();
+  }
+}
+
+function relativeLocation(location: SourceLocation, baseDir: string): SourceLocation {
+  const relative = (file: string) => path.relative(baseDir, file).split(path.sep).join('/');
+  const result: SourceLocation = { ...location, file: relative(location.file) };
+  if (location.constructedAt) {
+    result.constructedAt = {
+      ...location.constructedAt,
+      file: relative(location.constructedAt.file),
+    };
+  }
+  return result;
+}
 
 export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
 
@@ -225,6 +259,12 @@ export async function runDiagnosis(
     });
   }
 
+  const warnings: string[] = [];
+  if (excusedNonFinite > 0) {
+    warnings.push(
+      `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
+    );
+  }
   const detection = detectChangePoint(
     series.map((p) => p.ratio),
     {
@@ -241,44 +281,33 @@ export async function runDiagnosis(
       maxSuspects: thresholds.maxSuspects,
       lookback: thresholds.lookback,
     });
-    const locator = config.source ? await PythonSourceLocator.create(config.source) : undefined;
-    try {
-      suspects = await Promise.all(
-        ranked.map(async (suspect, rank) => {
-          const point = series[suspect.index]!;
-          // The first op in the module whose error exceeds what enters the module by the threshold.
-          const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
-          const firstDivergentOp = comparedOps.find(
-            (op) => op.module === suspect.module && op.ratio >= bar,
-          );
-          const location = (await locator?.locate(suspect.module)) ?? null;
-          return {
-            rank: rank + 1,
-            module: suspect.module,
-            op: firstDivergentOp?.op ?? point.op,
-            node: firstDivergentOp?.node ?? point.node,
-            ratio: suspect.ratio,
-            ownJump: suspect.ownJump,
-            confidence: suspect.confidence,
-            index: suspect.index,
-            source: location && {
-              ...location,
-              file: path.relative(config.baseDir, location.file).split(path.sep).join('/'),
-            },
-          };
-        }),
+    const locations = await locateSources(
+      config,
+      ranked.map((s) => s.module),
+      warnings,
+    );
+    suspects = ranked.map((suspect, rank) => {
+      const point = series[suspect.index]!;
+      // The first op in the module whose error exceeds what enters the module by the threshold.
+      const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
+      const firstDivergentOp = comparedOps.find(
+        (op) => op.module === suspect.module && op.ratio >= bar,
       );
-    } finally {
-      locator?.dispose();
-    }
+      const location = locations[rank];
+      return {
+        rank: rank + 1,
+        module: suspect.module,
+        op: firstDivergentOp?.op ?? point.op,
+        node: firstDivergentOp?.node ?? point.node,
+        ratio: suspect.ratio,
+        ownJump: suspect.ownJump,
+        confidence: suspect.confidence,
+        index: suspect.index,
+        source: location ? relativeLocation(location, config.baseDir) : null,
+      };
+    });
   }
 
-  const warnings: string[] = [];
-  if (excusedNonFinite > 0) {
-    warnings.push(
-      `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
-    );
-  }
   const changePoint =
     detection.index === null
       ? null

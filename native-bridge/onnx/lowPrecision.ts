@@ -57,17 +57,20 @@ function floatValues(tensor: onnx.ITensorProto): Float32Array {
 
 /** Largest finite binary16 value. */
 export const FLOAT16_MAX = 65504;
+/** Largest finite bfloat16 value (0x7f7f). */
+export const BFLOAT16_MAX = 3.3895313892515355e38;
 
 /**
  * Converts a float32 tensor in place to the low-precision type (raw little-endian 16-bit words).
- * Finite values beyond the float16 range saturate to ±65504 instead of becoming infinite, as
+ * Finite values beyond the type's range saturate to its largest finite value (±65504 for float16)
+ * instead of rounding to infinity, as
  * common fp16 converters do: a mask constant written as float32's minimum stays a large negative
  * number (as in a model exported at float16) rather than -Inf, which turns 0 · mask into NaN.
  */
 function convertTensor(tensor: onnx.ITensorProto, precision: LowPrecision): void {
   if (tensor.dataType !== FLOAT) return;
   const toBits = precision === 'float16' ? numberToFloat16Bits : numberToBfloat16Bits;
-  const limit = precision === 'float16' ? FLOAT16_MAX : Infinity;
+  const limit = precision === 'float16' ? FLOAT16_MAX : BFLOAT16_MAX;
   const values = floatValues(tensor);
   const words = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) {
@@ -130,7 +133,7 @@ export function convertToLowPrecision(
     nodes.push(castNode(`${name}__to_${precision}`, name, lowName, low));
   }
 
-  for (const node of graph.node ?? []) {
+  for (const [index, node] of (graph.node ?? []).entries()) {
     node.input = (node.input ?? []).map((name) => rename.get(name) ?? name);
     for (const attribute of node.attribute ?? []) {
       if (
@@ -145,7 +148,10 @@ export function convertToLowPrecision(
       nodes.push(node);
       continue;
     }
-    const prefix = `${scopeOf(node.name ?? '')}${(node.name ?? node.opType ?? 'node').split('/').pop()}`;
+    // Unnamed nodes get their index, so the inserted Casts' names stay unique.
+    const prefix = node.name
+      ? `${scopeOf(node.name)}${node.name.split('/').pop()}`
+      : `${node.opType ?? 'node'}_${index}`;
     const before: onnx.INodeProto[] = [];
     const after: onnx.INodeProto[] = [];
     node.input = node.input.map((name, k) => {

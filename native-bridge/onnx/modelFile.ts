@@ -47,6 +47,13 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
   return { path: file, bytes, model, externalDataFiles: await externalDataFiles(model, file) };
 }
 
+/** Whether `file` lies inside `folder` (after resolving symbolic links). */
+export async function isInside(folder: string, file: string): Promise<boolean> {
+  const [realFolder, realFile] = await Promise.all([fs.realpath(folder), fs.realpath(file)]);
+  const relative = path.relative(realFolder, realFile);
+  return relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
 async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<string[]> {
   const folder = path.dirname(path.resolve(file));
   const locations = new Set<string>();
@@ -60,39 +67,86 @@ async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<
         file,
       );
     }
-    const resolved = path.resolve(folder, location);
-    if (path.relative(folder, resolved).startsWith('..') || path.isAbsolute(location)) {
-      throw new EkkaError(
-        'model',
-        `initializer "${tensor.name}" points outside the model's folder (${location})`,
-        file,
-      );
-    }
     locations.add(location);
   }
   for (const location of locations) {
+    const resolved = path.resolve(folder, location);
     try {
-      await fs.access(path.resolve(folder, location));
+      await fs.access(resolved);
     } catch {
       throw new EkkaError('model', `external data file "${location}" is missing`, file);
+    }
+    if (path.isAbsolute(location) || !(await isInside(folder, resolved))) {
+      throw new EkkaError(
+        'model',
+        `external data file "${location}" lies outside the model's folder`,
+        file,
+      );
     }
   }
   return [...locations];
 }
 
+/** The external data files' contents, as onnxruntime-node takes them (it wants bytes, not paths). */
+export async function loadExternalData(
+  file: OnnxModelFile,
+): Promise<{ path: string; data: Uint8Array }[]> {
+  const folder = path.dirname(path.resolve(file.path));
+  return Promise.all(
+    file.externalDataFiles.map(async (location) => ({
+      path: location,
+      data: await fs.readFile(path.resolve(folder, location)),
+    })),
+  );
+}
+
+/**
+ * Moves externally stored initializers into the model (raw data), so that a rewrite such as a
+ * precision conversion sees their values. `data` is what loadExternalData returned.
+ */
+export function inlineExternalData(
+  model: onnx.ModelProto,
+  data: readonly { path: string; data: Uint8Array }[],
+  file: string,
+): void {
+  const byLocation = new Map(data.map((d) => [d.path, d.data]));
+  for (const tensor of model.graph?.initializer ?? []) {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const entry = (key: string) => (tensor.externalData ?? []).find((e) => e.key === key)?.value;
+    const bytes = byLocation.get(entry('location') ?? '');
+    const offset = Number(entry('offset') ?? 0);
+    const length =
+      entry('length') === undefined ? (bytes?.length ?? 0) - offset : Number(entry('length'));
+    if (!bytes || !(offset >= 0 && length >= 0 && offset + length <= bytes.length)) {
+      throw new EkkaError(
+        'model',
+        `initializer "${tensor.name}": external data range ${offset}+${length} lies outside its file`,
+        file,
+      );
+    }
+    tensor.rawData = bytes.subarray(offset, offset + length);
+    tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    tensor.externalData = [];
+  }
+}
+
 /**
  * Re-encodes the model with every node output (except Constant nodes') declared as a graph
- * output, so one run returns all intermediates. The outputs are untyped; onnxruntime accepts that
- * and reports each one's dtype and shape at run time. Mutates and returns `model`'s bytes.
+ * output, so one run returns all intermediates; with `only`, just those values. The outputs are
+ * untyped; onnxruntime accepts that and reports each one's dtype and shape at run time. Mutates
+ * `model` and returns its bytes.
  */
-export function exposeIntermediates(model: onnx.ModelProto): Uint8Array {
+export function exposeIntermediates(
+  model: onnx.ModelProto,
+  only?: ReadonlySet<string>,
+): Uint8Array {
   const graph = model.graph!;
   const outputs = (graph.output ??= []);
   const declared = new Set(outputs.map((o) => o.name));
   for (const node of graph.node ?? []) {
     if (node.opType === 'Constant') continue;
     for (const name of node.output ?? []) {
-      if (!name || declared.has(name)) continue;
+      if (!name || declared.has(name) || (only && !only.has(name))) continue;
       declared.add(name);
       outputs.push(onnx.ValueInfoProto.create({ name }));
     }

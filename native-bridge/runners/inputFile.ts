@@ -55,8 +55,20 @@ export function parseInputs(content: unknown, file: string): InputTensor[] {
         file,
       );
     }
-    if ((dtype === 'int64' || dtype === 'int32') && !data.every((v) => Number.isInteger(v))) {
-      throw new EkkaError('input', `${where}: ${dtype} data must be integers`, file);
+    if (dtype === 'int64' || dtype === 'int32') {
+      // JSON numbers are doubles: int64 is exact up to 2^53; int32 must fit its own range.
+      const [min, max] =
+        dtype === 'int32'
+          ? [-(2 ** 31), 2 ** 31 - 1]
+          : [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
+      const bad = data.findIndex((v) => !Number.isInteger(v) || Number(v) < min || Number(v) > max);
+      if (bad >= 0) {
+        throw new EkkaError(
+          'input',
+          `${where}: element ${bad} (${String(data[bad])}) is not an ${dtype} in [${min}, ${max}]`,
+          file,
+        );
+      }
     }
     inputs.push({
       name,

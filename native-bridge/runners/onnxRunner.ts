@@ -1,5 +1,4 @@
 import * as ort from 'onnxruntime-node';
-import * as path from 'node:path';
 import { EkkaError, describeCause } from '../errors';
 import { onnx } from 'onnx-proto';
 import { analyzeGraph, type GraphStructure } from '../onnx/graphStructure';
@@ -9,7 +8,13 @@ import {
   opWithoutKernel,
   type LowPrecision,
 } from '../onnx/lowPrecision';
-import { exposeIntermediates, readOnnxModel, type OnnxModelFile } from '../onnx/modelFile';
+import {
+  exposeIntermediates,
+  inlineExternalData,
+  loadExternalData,
+  readOnnxModel,
+  type OnnxModelFile,
+} from '../onnx/modelFile';
 import { isFloatDType, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
 import type { InputTensor } from './inputFile';
@@ -63,13 +68,9 @@ export class OnnxCapture {
 
   static async open(options: OnnxRunOptions): Promise<OnnxCapture> {
     const file = await readOnnxModel(options.model);
-    const folder = path.dirname(path.resolve(options.model));
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: options.optimization,
-      externalData: file.externalDataFiles.map((location) => ({
-        path: location,
-        data: path.resolve(folder, location),
-      })),
+      externalData: await loadExternalData(file),
     };
     const precision = options.precision ?? 'float32';
     const build = (provider: 'cpu' | 'cuda') =>
@@ -222,12 +223,18 @@ interface BuiltSession {
   keptFloat32?: string[];
 }
 
+/**
+ * A session returning the values of `structure` (by default, every value of `model`). A converted
+ * model passes the structure of its float32 original: the conversion keeps every original value's
+ * name, so keys and module boundaries stay those of the original, whatever Casts it inserted.
+ */
 async function exposedSession(
   model: onnx.ModelProto,
   options: ort.InferenceSession.SessionOptions,
+  structure: GraphStructure = analyzeGraph(model.graph!),
 ): Promise<BuiltSession> {
-  const structure = analyzeGraph(model.graph!);
-  const session = await ort.InferenceSession.create(exposeIntermediates(model), options);
+  const names = new Set(structure.values.map((v) => v.name));
+  const session = await ort.InferenceSession.create(exposeIntermediates(model, names), options);
   return { session, structure };
 }
 
@@ -244,11 +251,17 @@ async function lowPrecisionSession(
 ): Promise<BuiltSession> {
   const typing = await ort.InferenceSession.create(
     exposeIntermediates(onnx.ModelProto.decode(file.bytes)),
-    {
-      ...options,
-      graphOptimizationLevel: 'disabled',
-    },
+    { ...options, graphOptimizationLevel: 'disabled' },
   );
+  // The conversion needs the weights' values: bring external ones into the model.
+  const external = options.externalData as { path: string; data: Uint8Array }[] | undefined;
+  const inlineOptions = { ...options, externalData: [] };
+  const decode = () => {
+    const model = onnx.ModelProto.decode(file.bytes);
+    if (external?.length) inlineExternalData(model, external, file.path);
+    return model;
+  };
+  const structure = analyzeGraph(file.model.graph!);
   const valueTypes = new Map<string, string>();
   for (const meta of [...typing.inputMetadata, ...typing.outputMetadata]) {
     if (meta.isTensor) valueTypes.set(meta.name, meta.type);
@@ -271,14 +284,9 @@ async function lowPrecisionSession(
   // earlier models taught this process.
   const keep = new Set(opsWithoutKernel.get(cacheKey) ?? []);
   for (let attempt = 0; attempt < MAX_KERNEL_ATTEMPTS; attempt++) {
-    const model = convertToLowPrecision(
-      onnx.ModelProto.decode(file.bytes),
-      precision,
-      valueTypes,
-      keep,
-    );
+    const model = convertToLowPrecision(decode(), precision, valueTypes, keep);
     try {
-      const built = await exposedSession(model, options);
+      const built = await exposedSession(model, inlineOptions, structure);
       opsWithoutKernel.set(cacheKey, keep);
       return { ...built, keptFloat32: [...keep].filter((op) => graphOps.has(op)).sort() };
     } catch (cause) {

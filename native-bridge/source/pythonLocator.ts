@@ -268,6 +268,7 @@ export class PythonSourceLocator {
       roots = [path.dirname(fromFile), ...this.config.searchPaths];
     }
     for (const root of roots) {
+      if (!this.allowed(root)) continue;
       for (const candidate of [
         path.join(root, `${relativePath}.py`),
         path.join(root, relativePath, '__init__.py'),
@@ -276,6 +277,18 @@ export class PythonSourceLocator {
       }
     }
     return undefined;
+  }
+
+  /** Imports resolve only inside the configured source folders (relative ones cannot climb out). */
+  private allowed(folder: string): boolean {
+    const roots = [...this.config.searchPaths];
+    if (this.config.entryFile) roots.push(path.dirname(this.config.entryFile));
+    return roots.some((root) => {
+      const relative = path.relative(path.resolve(root), path.resolve(folder));
+      return (
+        relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative)
+      );
+    });
   }
 
   /** Parses a file once; null when it does not exist or cannot be parsed. */

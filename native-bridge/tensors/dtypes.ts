@@ -32,6 +32,14 @@ export const UNIT_ROUNDOFF: Record<FloatDType, number> = {
   bfloat16: 2 ** -8,
 };
 
+/** Smallest positive normal value: below it, rounding error is absolute, not relative. */
+export const MIN_NORMAL: Record<FloatDType, number> = {
+  float64: 2 ** -1022,
+  float32: 2 ** -126,
+  float16: 2 ** -14,
+  bfloat16: 2 ** -126,
+};
+
 /** The lower-precision of two float types (the one with the larger unit roundoff). */
 export function coarserDType(a: FloatDType, b: FloatDType): FloatDType {
   return UNIT_ROUNDOFF[a] >= UNIT_ROUNDOFF[b] ? a : b;

@@ -98,10 +98,17 @@ describe('errorRatio', () => {
 
   it('falls back to the analytic floor γ·u·‖reference‖', () => {
     const r = errorRatio(target, undefined, 'float16', { floorFactor: 8 });
-    const floor = 8 * UNIT_ROUNDOFF.float16 * 5;
+    const floor = 8 * UNIT_ROUNDOFF.float16 * (5 + Math.SQRT2 * 2 ** -14);
     assertClose(r.noise, floor);
     assertClose(r.ratio, 0.03 / floor, { rtol: 1e-5 });
     assert.equal(r.noiseSource, 'analytic-floor');
+  });
+
+  it('keeps a floor for an all-zero reference (subnormal residue is noise)', () => {
+    const tiny = comparePair(Float32Array.of(1e-44, 0), Float32Array.of(0, 0)); // subnormal residue
+    assert.ok(errorRatio(tiny, undefined, 'float32').ratio < 1);
+    const real = comparePair(Float32Array.of(1e-3, 0), Float32Array.of(0, 0));
+    assert.ok(errorRatio(real, undefined, 'float32').ratio > 1e6);
   });
 
   it('caps unexplained non-finite divergences', () => {

@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PythonSourceLocator } from '../../native-bridge/source/pythonLocator';
 
@@ -100,6 +101,32 @@ describe('PythonSourceLocator', () => {
       assert.equal(await missing.locate('model'), undefined);
     } finally {
       missing.dispose();
+    }
+  });
+
+  it('does not follow imports out of the source folders', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-locator-'));
+    const inner = path.join(dir, 'pkg');
+    await fs.mkdir(inner);
+    await fs.writeFile(
+      path.join(dir, 'outside.py'),
+      'class Secret:\n    def forward(self):\n        pass\n',
+    );
+    await fs.writeFile(
+      path.join(inner, 'model.py'),
+      'from ..outside import Secret\n\nclass Root:\n    def __init__(self):\n        self.leak = Secret()\n',
+    );
+    const confined = await PythonSourceLocator.create({
+      entryFile: path.join(inner, 'model.py'),
+      entryClass: 'Root',
+      searchPaths: [inner],
+    });
+    try {
+      const location = await confined.locate('leak');
+      assert.equal(location?.kind, 'construction'); // Secret stays unresolved: outside the roots
+      assert.equal(location?.file, path.join(inner, 'model.py'));
+    } finally {
+      confined.dispose();
     }
   });
 });
