@@ -3,6 +3,7 @@ import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError, describeCause } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
+import { findRewiring } from '../localize/rewiring';
 import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile, type InputTensor } from '../runners/inputFile';
@@ -120,6 +121,8 @@ export async function runDiagnosis(
 
   const referenceByOp = new Map<string, ReferenceValue>();
   const referenceByBoundary = new Map<string, ReferenceValue>();
+  const referenceKeyByName = new Map<string, string>();
+  const referenceInputKeys = new Map<string, string[]>();
   const reference = await captureRun(
     'reference',
     config.reference,
@@ -133,7 +136,14 @@ export async function runDiagnosis(
         data: toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>),
       };
       referenceByOp.set(record.opKey, value);
-      if (record.boundaryKey) referenceByBoundary.set(record.boundaryKey, value);
+      if (record.boundaryKey) {
+        referenceByBoundary.set(record.boundaryKey, value);
+        referenceKeyByName.set(record.name, record.boundaryKey);
+        referenceInputKeys.set(
+          record.boundaryKey,
+          (record.moduleInputs ?? []).flatMap((name) => referenceKeyByName.get(name) ?? []),
+        );
+      }
     },
   );
   runsMs.reference = reference.ms;
@@ -171,8 +181,11 @@ export async function runDiagnosis(
   let usedMeasuredNoise = false;
   let floorDType: FloatDType = 'float32';
 
+  const targetKeyByName = new Map<string, string>();
+  const targetBoundaryData = new Map<string, FloatArray>();
   const target = await captureRun('target', config.target, inputs, observer, signal, (record) => {
     const key = record.boundaryKey ?? record.opKey;
+    if (record.boundaryKey) targetKeyByName.set(record.name, record.boundaryKey);
     const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
     if (!ref || !sameShape(ref.record.shape, record.shape)) {
       if (record.boundaryKey) {
@@ -211,6 +224,22 @@ export async function runDiagnosis(
     if (!record.boundaryKey) return;
 
     matchedBoundaries.add(key);
+    targetBoundaryData.set(key, data);
+    const rewired = findRewiring(
+      record.module,
+      (record.moduleInputs ?? []).flatMap((name) => {
+        const inputKey = targetKeyByName.get(name);
+        const value = inputKey && targetBoundaryData.get(inputKey);
+        return inputKey && value ? [{ key: inputKey, value }] : [];
+      }),
+      (referenceInputKeys.get(key) ?? []).flatMap((inputKey) => {
+        const value = referenceByBoundary.get(inputKey)?.data;
+        return value ? [{ key: inputKey, value }] : [];
+      }),
+      (t, r) =>
+        t.length === r.length &&
+        errorRatio(comparePair(t, r), undefined, dtype, { floorFactor }).ratio < thresholds.ratio,
+    );
     let inputRatio = 1;
     let inputIndex: number | undefined;
     for (const input of record.moduleInputs ?? []) {
@@ -238,6 +267,7 @@ export async function runDiagnosis(
       noiseSource: ratio.noiseSource,
       inputRatio,
       ...(inputIndex === undefined ? {} : { inputIndex }),
+      ...(rewired ? { rewired } : {}),
       target: metrics.target,
       reference: metrics.reference,
       nonFiniteMismatches: metrics.nonFiniteMismatches,

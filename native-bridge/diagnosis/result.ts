@@ -1,6 +1,7 @@
 import type { NonFiniteCounts } from '../compare/metrics';
 import type { NoiseSource } from '../compare/errorRatio';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
+import type { Rewiring } from '../localize/rewiring';
 import type { SourceLocation } from '../source/pythonLocator';
 
 /** One compared module output, in the target's execution order. Streamed as soon as it exists. */
@@ -25,6 +26,8 @@ export interface SeriesPoint {
   inputRatio: number;
   /** Series index of the input that carries `inputRatio`. */
   inputIndex?: number;
+  /** Set when this module reads a different value than in the reference (see localize/rewiring). */
+  rewired?: Rewiring;
   target: NonFiniteCounts;
   reference: NonFiniteCounts;
   nonFiniteMismatches: number;

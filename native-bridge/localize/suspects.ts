@@ -20,6 +20,8 @@ export interface SeriesPointForRanking {
   inputRatio: number;
   /** Series index of the input with that ratio, when it is in the series. */
   inputIndex?: number;
+  /** When the module reads a different value than in the reference: where that wiring lives. */
+  rewired?: { module: string };
 }
 
 export interface RankedSuspect {
@@ -66,10 +68,12 @@ export function rankSuspects(
   for (const point of points) {
     if (!candidates.has(point.index)) continue;
     const jump = ownJump(point.ratio, point.inputRatio);
-    const known = byModule.get(point.module);
+    // A rewired module computes correctly on the wrong input: its jump belongs to the wiring.
+    const module = point.rewired?.module ?? point.module;
+    const known = byModule.get(module);
     if (known && known.ownJump >= jump) continue;
-    byModule.set(point.module, {
-      module: point.module,
+    byModule.set(module, {
+      module,
       index: point.index,
       ratio: point.ratio,
       ownJump: jump,

@@ -130,11 +130,67 @@ export function inlineExternalData(
   }
 }
 
+/** Suffix of the float32 copies through which bfloat16 values are read back. */
+export const WIDENED_SUFFIX = '::as_float32';
+
+const BFLOAT16 = onnx.TensorProto.DataType.BFLOAT16;
+/** Ops whose outputs never take their inputs' float type. */
+const NON_FLOAT_OUTPUTS = new Set([
+  'Shape',
+  'Size',
+  'NonZero',
+  'ArgMax',
+  'ArgMin',
+  'Equal',
+  'Greater',
+  'GreaterOrEqual',
+  'Less',
+  'LessOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Xor',
+  'IsNaN',
+  'IsInf',
+]);
+
+/**
+ * Values of the graph that hold bfloat16, found by propagating from bfloat16 sources (inputs,
+ * initializers, constants, Casts to bfloat16) through ops that keep their input's type.
+ * onnxruntime-node cannot hand bfloat16 tensors to JavaScript, so these are read through Casts.
+ */
+export function bfloat16Values(graph: onnx.IGraphProto): Set<string> {
+  const found = new Set<string>();
+  for (const input of graph.input ?? []) {
+    if (input.type?.tensorType?.elemType === BFLOAT16) found.add(input.name ?? '');
+  }
+  for (const tensor of graph.initializer ?? [])
+    if (tensor.dataType === BFLOAT16) found.add(tensor.name ?? '');
+  for (const node of graph.node ?? []) {
+    const outputs = (node.output ?? []).filter(Boolean);
+    if (node.opType === 'Cast') {
+      const to = node.attribute?.find((a) => a.name === 'to');
+      if (Number(to?.i) === Number(BFLOAT16)) outputs.forEach((o) => found.add(o));
+    } else if (node.opType === 'Constant') {
+      if (node.attribute?.find((a) => a.name === 'value')?.t?.dataType === BFLOAT16)
+        outputs.forEach((o) => found.add(o));
+    } else if (
+      !NON_FLOAT_OUTPUTS.has(node.opType ?? '') &&
+      (node.input ?? []).some((i) => found.has(i))
+    ) {
+      // TopK's second output (indices) is int64; every other output follows the data.
+      outputs.forEach((o, k) => (node.opType === 'TopK' && k === 1 ? undefined : found.add(o)));
+    }
+  }
+  return found;
+}
+
 /**
  * Re-encodes the model with every node output (except Constant nodes') declared as a graph
- * output, so one run returns all intermediates; with `only`, just those values. The outputs are
- * untyped; onnxruntime accepts that and reports each one's dtype and shape at run time. Mutates
- * `model` and returns its bytes.
+ * output, so one run returns all intermediates; with `only`, just those values. bfloat16 values
+ * are declared through an added Cast to float32 named `<value>::as_float32` (exact: bfloat16 is
+ * the upper half of a float32). Outputs are untyped; onnxruntime accepts that and reports each
+ * one's dtype and shape at run time. Mutates `model` and returns its bytes.
  */
 export function exposeIntermediates(
   model: onnx.ModelProto,
@@ -143,13 +199,33 @@ export function exposeIntermediates(
   const graph = model.graph!;
   const outputs = (graph.output ??= []);
   const declared = new Set(outputs.map((o) => o.name));
+  const widen = bfloat16Values(graph);
+  const casts: onnx.INodeProto[] = [];
   for (const node of graph.node ?? []) {
     if (node.opType === 'Constant') continue;
     for (const name of node.output ?? []) {
       if (!name || declared.has(name) || (only && !only.has(name))) continue;
       declared.add(name);
-      outputs.push(onnx.ValueInfoProto.create({ name }));
+      if (widen.has(name)) {
+        casts.push({
+          name: `${name}${WIDENED_SUFFIX}`,
+          opType: 'Cast',
+          input: [name],
+          output: [`${name}${WIDENED_SUFFIX}`],
+          attribute: [
+            {
+              name: 'to',
+              type: onnx.AttributeProto.AttributeType.INT,
+              i: onnx.TensorProto.DataType.FLOAT,
+            },
+          ],
+        });
+        outputs.push(onnx.ValueInfoProto.create({ name: `${name}${WIDENED_SUFFIX}` }));
+      } else {
+        outputs.push(onnx.ValueInfoProto.create({ name }));
+      }
     }
   }
+  graph.node = [...(graph.node ?? []), ...casts];
   return onnx.ModelProto.encode(model).finish();
 }

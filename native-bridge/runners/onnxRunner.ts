@@ -14,6 +14,7 @@ import {
   loadExternalData,
   readOnnxModel,
   type OnnxModelFile,
+  WIDENED_SUFFIX,
 } from '../onnx/modelFile';
 import { isFloatDType, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
@@ -187,10 +188,13 @@ export class OnnxCapture {
     const boundaryOrdinals = new Map<string, number>();
     let seq = 0;
     for (const value of this.structure.values) {
-      const tensor = results[value.name];
+      const widened = `${value.name}${WIDENED_SUFFIX}`;
+      const tensor = results[value.name] ?? results[widened];
       if (!tensor) continue;
+      // A bfloat16 value arrives as its exact float32 copy; its dtype stays bfloat16.
+      const dtype = (results[value.name] ? tensor.type : 'bfloat16') as DType;
       delete results[value.name];
-      const dtype = tensor.type as DType;
+      delete results[widened];
       const record: ActivationRecord = {
         seq: seq++,
         name: value.name,

@@ -92,17 +92,25 @@ class LlamaAttention(nn.Module):
     def apply_rotary(self, query_states, key_states, cos, sin):
         return apply_rotary_pos_emb(query_states, key_states, cos, sin)
 
+    def expand_kv(self, key_states, value_states):
+        """Grouped-query attention: each key/value head serves num_key_value_groups query heads."""
+        return repeat_kv(key_states, self.num_key_value_groups), repeat_kv(value_states, self.num_key_value_groups)
+
+    def attention_scores(self, query_states, key_states):
+        return torch.matmul(query_states, key_states.transpose(2, 3)) / (self.head_dim**0.5)
+
+    def attention_probs(self, attn_weights, attention_mask):
+        return torch.softmax(attn_weights + attention_mask, dim=-1)
+
     def forward(self, hidden_states, cos, sin, attention_mask):
         bsz, q_len, _ = hidden_states.shape
         query_states = self.q_proj(hidden_states).view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
         key_states = self.k_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
         value_states = self.v_proj(hidden_states).view(bsz, q_len, self.num_key_value_heads, self.head_dim).transpose(1, 2)
         query_states, key_states = self.apply_rotary(query_states, key_states, cos, sin)
-        key_states = repeat_kv(key_states, self.num_key_value_groups)
-        value_states = repeat_kv(value_states, self.num_key_value_groups)
-        attn_weights = torch.matmul(query_states, key_states.transpose(2, 3)) / (self.head_dim**0.5)
-        attn_weights = attn_weights + attention_mask
-        attn_weights = torch.softmax(attn_weights, dim=-1)
+        key_states, value_states = self.expand_kv(key_states, value_states)
+        attn_weights = self.attention_scores(query_states, key_states)
+        attn_weights = self.attention_probs(attn_weights, attention_mask)
         attn_output = torch.matmul(attn_weights, value_states)
         attn_output = attn_output.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim)
         return self.o_proj(attn_output)
