@@ -98,13 +98,13 @@ describe('runs at a chosen precision', () => {
   it('runs bfloat16, reading bfloat16 values back through exact float32 copies', async () => {
     const { records, run } = await capture('bfloat16');
     // The CPU provider lacks bfloat16 kernels for most ops; they run in float32 between Casts.
-    for (const op of ['MatMul', 'Softmax', 'Mul']) assert.ok(run.info.keptFloat32?.includes(op), op);
+    for (const op of ['MatMul', 'Softmax', 'Mul'])
+      assert.ok(run.info.keptFloat32?.includes(op), op);
     const q = records.find((r) => r.nodeName === '/model/layers.1/self_attn/q_proj/MatMul')!;
     assert.equal(q.dtype, 'bfloat16');
     const values = q.data as Float32Array;
     // Every value is exactly representable in bfloat16: its low 16 bits are zero.
     const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
     assert.ok(bits.every((b) => (b & 0xffff) === 0));
-  });
   });
 });
