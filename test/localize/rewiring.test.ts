@@ -9,7 +9,7 @@ describe('lowestCommonModule', () => {
       lowestCommonModule(['model.layers.3.mlp.act_fn', 'model.layers.3.mlp.up_proj']),
       'model.layers.3.mlp',
     );
-    assert.equal(lowestCommonModule(['model.layers.1', 'model.layers.10']), 'model');
+    assert.equal(lowestCommonModule(['model.layers.1', 'model.layers.10']), 'model.layers'); // segments, not characters
     assert.equal(lowestCommonModule(['lm_head', 'model.norm']), '');
   });
 });
