@@ -100,13 +100,36 @@ function selfPath(text: string): string | undefined {
   if (!compact.startsWith('self.') && !compact.startsWith('self[')) return undefined;
   const rest = compact.slice(4);
   const parts: string[] = [];
-  const token = /\.([A-Za-z_]\w*)|\[(\d+)\]/y;
+  // `[3]` is an index, `[idx]` a loop index that stands for any (stored as `*`).
+  const token = /\.([A-Za-z_]\w*)|\[(\d+)\]|\[[A-Za-z_]\w*\]/y;
   while (token.lastIndex < rest.length) {
     const match = token.exec(rest);
     if (!match) return undefined;
-    parts.push(match[1] ?? match[2]!);
+    parts.push(match[1] ?? match[2] ?? '*');
   }
   return parts.join('.');
+}
+
+/**
+ * The assignment covering the longest run of `segments` from `from`: exact indices first, then a
+ * loop index (`self.layers[idx] = ...`, stored as `*`). A container's element index is consumed too.
+ */
+function lookup(
+  assignments: ReadonlyMap<string, Assignment[]>,
+  segments: readonly string[],
+  from: number,
+  exclude?: Assignment,
+): { found: Assignment; consumed: number } | undefined {
+  for (let j = segments.length; j > from; j--) {
+    const part = segments.slice(from, j);
+    for (const key of [part.join('.'), part.map((s) => (/^\d+$/.test(s) ? '*' : s)).join('.')]) {
+      const found = assignments.get(key)?.find((a) => a !== exclude);
+      if (!found) continue;
+      const consumed = found.elementCallee && /^\d+$/.test(segments[j] ?? '') ? j + 1 : j;
+      return { found, consumed };
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -176,30 +199,29 @@ export class PythonSourceLocator {
     let constructedAt: SourceLocation['constructedAt'];
     let i = 0;
     while (i < segments.length) {
-      const assignments = await this.assignmentsOf(current);
-      let found: Assignment | undefined;
-      let consumed = i;
-      for (let j = segments.length; j > i && !found; j--) {
-        found = assignments.get(segments.slice(i, j).join('.'));
-        consumed = j;
-      }
-      if (!found) break;
-      if (found.elementCallee && /^\d+$/.test(segments[consumed] ?? '')) consumed++;
+      const hit = lookup(await this.assignmentsOf(current), segments, i);
+      if (!hit) break;
+      const { found, consumed } = hit;
       constructedAt = { file: found.file, line: found.line };
       const ref = await this.resolveName(found.elementCallee ?? found.callee, found.file, 0);
-      i = consumed;
-      if (ref.kind === 'external') {
+      const name = ref.kind === 'local' ? ref.info.name : ref.name;
+      // Building the very class it replaces means only the arguments changed: that line is the one.
+      const argumentsOnly =
+        consumed === segments.length &&
+        (await this.rebuildsShadowedClass(current, segments, i, found, ref));
+      if (ref.kind === 'external' || argumentsOnly) {
         return {
           location: {
             file: found.file,
             line: found.line,
-            symbol: ref.name,
+            symbol: argumentsOnly ? `${name}(…)` : name,
             kind: 'construction',
             constructedAt,
           },
-          depth: i,
+          depth: consumed,
         };
       }
+      i = consumed;
       current = ref.info;
     }
     const location: SourceLocation = current.forwardLine
@@ -214,19 +236,58 @@ export class PythonSourceLocator {
     return { location, depth: i };
   }
 
-  /** Submodule assignments of a class including inherited ones; the subclass's own win. */
-  private async assignmentsOf(info: ClassInfo, depth = 0): Promise<Map<string, Assignment>> {
-    const merged = new Map<string, Assignment>();
+  /**
+   * Whether `override` (found for segments[from..] in `owner`) builds the same class as the
+   * assignment it shadows: an inherited one for the same attribute, or the default path that a
+   * per-index replacement (`self.model.layers[3].norm = ...`) overrides.
+   */
+  private async rebuildsShadowedClass(
+    owner: ClassInfo,
+    segments: readonly string[],
+    from: number,
+    override: Assignment,
+    built: ClassRef,
+  ): Promise<boolean> {
+    let current = owner;
+    let i = from;
+    let exclude: Assignment | undefined = override;
+    while (i < segments.length) {
+      const hit = lookup(await this.assignmentsOf(current), segments, i, exclude);
+      exclude = undefined;
+      if (!hit) return false;
+      const shadowed = await this.resolveName(
+        hit.found.elementCallee ?? hit.found.callee,
+        hit.found.file,
+        0,
+      );
+      i = hit.consumed;
+      if (i === segments.length) {
+        return shadowed.kind === 'local'
+          ? built.kind === 'local' && built.info === shadowed.info
+          : built.kind === 'external' && built.name === shadowed.name;
+      }
+      if (shadowed.kind === 'external') return false;
+      current = shadowed.info;
+    }
+    return false;
+  }
+
+  /** Submodule assignments per path, inherited ones included; the one Python would use first. */
+  private async assignmentsOf(info: ClassInfo, depth = 0): Promise<Map<string, Assignment[]>> {
+    const merged = new Map<string, Assignment[]>();
     if (depth < MAX_IMPORT_DEPTH) {
+      // Later bases first, so that earlier ones (and then the class itself) take precedence.
       for (const base of [...info.bases].reverse()) {
         const ref = await this.resolveName(base, info.file, 0);
-        if (ref.kind === 'local' && ref.info !== info) {
-          for (const [key, value] of await this.assignmentsOf(ref.info, depth + 1))
-            merged.set(key, value);
+        if (ref.kind !== 'local' || ref.info === info) continue;
+        for (const [key, chain] of await this.assignmentsOf(ref.info, depth + 1)) {
+          merged.set(key, [...chain, ...(merged.get(key) ?? [])]);
         }
       }
     }
-    for (const assignment of info.assignments) merged.set(assignment.path, assignment);
+    for (const assignment of info.assignments) {
+      merged.set(assignment.path, [assignment, ...(merged.get(assignment.path) ?? [])]);
+    }
     return merged;
   }
 

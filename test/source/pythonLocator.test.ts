@@ -129,4 +129,50 @@ describe('PythonSourceLocator', () => {
       confined.dispose();
     }
   });
+
+  describe('an override that rebuilds the same class with other arguments', () => {
+    const BENCHMARK = path.resolve('samples/benchmark/cases');
+    const locateIn = async (caseId: string, modulePath: string) => {
+      const caseDir = path.join(BENCHMARK, caseId);
+      const target = await PythonSourceLocator.create({
+        entryFile: path.join(caseDir, 'modeling_target.py'),
+        entryClass: 'TargetForCausalLM',
+        searchPaths: [caseDir, SAMPLE],
+      });
+      try {
+        return {
+          location: await target.locate(modulePath),
+          file: path.join(caseDir, 'modeling_target.py'),
+        };
+      } finally {
+        target.dispose();
+      }
+    };
+
+    it('points at the per-index replacement line', async () => {
+      const { location, file } = await locateIn(
+        'rmsnorm-eps-subtle',
+        'model.layers.3.input_layernorm',
+      );
+      assert.equal(location?.kind, 'construction');
+      assert.equal(location?.symbol, 'LlamaRMSNorm(…)');
+      assert.equal(location?.file, file);
+      assert.equal(location?.line, await lineOf(file, '# bug: eps'));
+      // Other layers keep the default construction and the class's forward.
+      const { location: other } = await locateIn(
+        'rmsnorm-eps-subtle',
+        'model.layers.2.input_layernorm',
+      );
+      assert.equal(other?.symbol, 'LlamaRMSNorm.forward');
+    });
+
+    it('follows loop-index assignments and points at the overriding line in the subclass', async () => {
+      const { location, file } = await locateIn(
+        'rms-eps-config-key',
+        'model.layers.0.input_layernorm',
+      );
+      assert.equal(location?.kind, 'construction');
+      assert.equal(location?.line, await lineOf(file, '# bug: config key'));
+    });
+  });
 });
