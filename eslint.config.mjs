@@ -34,7 +34,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['scripts/**/*.mjs'],
+    files: ['*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
   // Three runtimes, one rule each.

@@ -22,6 +22,8 @@ export interface PairMetrics {
   maxAbsErrorIndex: number;
   target: NonFiniteCounts;
   reference: NonFiniteCounts;
+  /** Elements outside |t − r| ≤ atol + rtol·|r| (non-finite mismatches included). */
+  toleranceViolations: number;
   /** Positions where exactly one side is non-finite, or both are but differ (NaN vs ±Inf, +Inf vs -Inf). */
   nonFiniteMismatches: number;
 }
@@ -32,7 +34,26 @@ export interface PairMetrics {
  * infinity (an additive mask, say) or both hold NaN agrees; any other non-finite position is a
  * mismatch.
  */
-export function comparePair(target: FloatArray, reference: FloatArray): PairMetrics {
+export interface CompareOptions {
+  /** Elementwise tolerances for `toleranceViolations`. */
+  atol: number;
+  rtol: number;
+  /**
+   * Finite reference values are clamped to ±referenceLimit first: the largest value the target's
+   * type can hold. A float32 mask sentinel (−3.4e38) and its float16 saturation (−65504) then agree,
+   * and the comparison measures what a run of the target's type could have got right.
+   */
+  referenceLimit: number;
+}
+
+/** Polygraphy's default tolerances, no clamping. */
+export const DEFAULT_COMPARE: CompareOptions = { atol: 1e-5, rtol: 1e-5, referenceLimit: Infinity };
+
+export function comparePair(
+  target: FloatArray,
+  reference: FloatArray,
+  { atol, rtol, referenceLimit }: CompareOptions = DEFAULT_COMPARE,
+): PairMetrics {
   if (target.length !== reference.length) {
     throw new RangeError(`element counts differ: ${target.length} vs ${reference.length}`);
   }
@@ -47,9 +68,11 @@ export function comparePair(target: FloatArray, reference: FloatArray): PairMetr
   let rNan = 0;
   let rInf = 0;
   let mismatches = 0;
+  let violations = 0;
   for (let i = 0; i < target.length; i++) {
     const t = target[i]!;
-    const r = reference[i]!;
+    const raw = reference[i]!;
+    const r = raw > referenceLimit ? referenceLimit : raw < -referenceLimit ? -referenceLimit : raw;
     if (Number.isFinite(t) && Number.isFinite(r)) {
       const d = t - r;
       diffSq += d * d;
@@ -57,6 +80,7 @@ export function comparePair(target: FloatArray, reference: FloatArray): PairMetr
       targetSq += t * t;
       dot += t * r;
       const a = Math.abs(d);
+      if (a > atol + rtol * Math.abs(r)) violations++;
       if (a > maxAbs || maxIndex < 0) {
         maxAbs = a;
         maxIndex = i;
@@ -68,7 +92,10 @@ export function comparePair(target: FloatArray, reference: FloatArray): PairMetr
     if (Number.isNaN(r)) rNan++;
     else if (!Number.isFinite(r)) rInf++;
     const agree = t === r || (Number.isNaN(t) && Number.isNaN(r));
-    if (!agree) mismatches++;
+    if (!agree) {
+      mismatches++;
+      violations++;
+    }
   }
   const diffNorm = Math.sqrt(diffSq);
   const referenceNorm = Math.sqrt(refSq);
@@ -88,6 +115,7 @@ export function comparePair(target: FloatArray, reference: FloatArray): PairMetr
     target: { nan: tNan, inf: tInf },
     reference: { nan: rNan, inf: rInf },
     nonFiniteMismatches: mismatches,
+    toleranceViolations: violations,
   };
 }
 

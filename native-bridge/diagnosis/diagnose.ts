@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
-import { comparePair, unflattenIndex, type PairMetrics } from '../compare/metrics';
+import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError, describeCause } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
 import { findRewiring } from '../localize/rewiring';
@@ -12,6 +12,7 @@ import { PythonSourceLocator, type SourceLocation } from '../source/pythonLocato
 import {
   coarserDType,
   isFloatDType,
+  MAX_FINITE,
   toFloatArray,
   type FloatArray,
   type FloatDType,
@@ -41,7 +42,7 @@ async function locateSources(
   }
 }
 
-function relativeLocation(location: SourceLocation, baseDir: string): SourceLocation {
+export function relativeLocation(location: SourceLocation, baseDir: string): SourceLocation {
   const relative = (file: string) => path.relative(baseDir, file).split(path.sep).join('/');
   const result: SourceLocation = { ...location, file: relative(location.file) };
   if (location.constructedAt) {
@@ -152,6 +153,7 @@ export async function runDiagnosis(
   const lowPrecisionGap = new Map<string, PairMetrics>();
   let lowPrecisionInfo: OnnxRunInfo | undefined;
   if (config.referenceLowPrecision) {
+    const lowPrecisionDType: FloatDType = config.referenceLowPrecision.precision ?? 'float32';
     const lowPrecision = await captureRun(
       'referenceLowPrecision',
       config.referenceLowPrecision,
@@ -163,7 +165,11 @@ export async function runDiagnosis(
         const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
         if (!ref || !sameShape(ref.record.shape, record.shape)) return;
         const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
-        lowPrecisionGap.set(key, comparePair(data, ref.data));
+        const limit = MAX_FINITE[coarserDType(record.dtype as FloatDType, lowPrecisionDType)];
+        lowPrecisionGap.set(
+          key,
+          comparePair(data, ref.data, { ...DEFAULT_COMPARE, referenceLimit: limit }),
+        );
       },
     );
     lowPrecisionInfo = lowPrecision.info;
@@ -202,7 +208,10 @@ export async function runDiagnosis(
       return;
     }
     const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
-    const metrics = comparePair(data, ref.data);
+    // The precision this value was computed at (a converted graph returns float32 logits).
+    const runDType = coarserDType(record.dtype as FloatDType, targetPrecision);
+    const compareOptions = { ...DEFAULT_COMPARE, referenceLimit: MAX_FINITE[runDType] };
+    const metrics = comparePair(data, ref.data, compareOptions);
     const gap = lowPrecisionGap.get(key);
     // Without a measured gap the floor follows the coarsest precision involved: the record's storage
     // type, the target run's precision (a converted graph returns float32 logits of float16 values)
@@ -238,7 +247,14 @@ export async function runDiagnosis(
       }),
       (t, r) =>
         t.length === r.length &&
-        errorRatio(comparePair(t, r), undefined, dtype, { floorFactor }).ratio < thresholds.ratio,
+        errorRatio(
+          comparePair(t, r, compareOptions),
+          undefined,
+          coarserDType(runDType, ref.dtype),
+          {
+            floorFactor,
+          },
+        ).ratio < thresholds.ratio,
     );
     let inputRatio = 1;
     let inputIndex: number | undefined;
@@ -271,6 +287,7 @@ export async function runDiagnosis(
       target: metrics.target,
       reference: metrics.reference,
       nonFiniteMismatches: metrics.nonFiniteMismatches,
+      toleranceViolations: metrics.toleranceViolations,
     };
     series.push(point);
     observer.point?.(point);

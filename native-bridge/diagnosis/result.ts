@@ -31,6 +31,8 @@ export interface SeriesPoint {
   target: NonFiniteCounts;
   reference: NonFiniteCounts;
   nonFiniteMismatches: number;
+  /** Elements outside atol = rtol = 1e-5 (Polygraphy's defaults), for tolerance-based checks. */
+  toleranceViolations: number;
 }
 
 /** A captured value that could not be paired with the other run, and why. */

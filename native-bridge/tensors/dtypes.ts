@@ -40,6 +40,14 @@ export const MIN_NORMAL: Record<FloatDType, number> = {
   bfloat16: 2 ** -126,
 };
 
+/** Largest finite value: a reference beyond it cannot be represented by a run of that type. */
+export const MAX_FINITE: Record<FloatDType, number> = {
+  float64: Number.MAX_VALUE,
+  float32: 3.4028234663852886e38,
+  float16: 65504,
+  bfloat16: 3.3895313892515355e38,
+};
+
 /** The lower-precision of two float types (the one with the larger unit roundoff). */
 export function coarserDType(a: FloatDType, b: FloatDType): FloatDType {
   return UNIT_ROUNDOFF[a] >= UNIT_ROUNDOFF[b] ? a : b;

@@ -13,6 +13,9 @@ A case's module-level EXPECTED gives the ground truth:
   construction  or: (file, text) the line in the tiny-llama source that builds the module whose
                 weights the case's loader corrupts (the loader itself is outside any module)
   subtle        True where the error is barely above noise
+  precision     the target engine's precision: "float16" (default: the target runs at float16 and
+                the reference at float16 is the noise yardstick) or "float32" (an fp32 engine,
+                for errors below float16 noise)
 """
 
 import importlib.util
@@ -59,8 +62,8 @@ def ground_truth_source(case_dir, module, expected):
     return {"file": f"{REL_TINY}/{file}", "line": line_containing(os.path.join(TINY, file), text)}
 
 
-def ekka_config(name):
-    return {
+def ekka_config(name, precision):
+    config = {
         "$schema": "../../../../native-bridge/diagnosis/ekka.schema.json",
         "name": name,
         "target": {"model": "target.onnx"},
@@ -68,6 +71,10 @@ def ekka_config(name):
         "input": f"{REL_TINY}/input.json",
         "source": {"entry": "modeling_target.py:TargetForCausalLM", "searchPaths": [REL_TINY]},
     }
+    if precision != "float32":
+        config["target"]["precision"] = precision
+        config["referenceLowPrecision"] = {"model": f"{REL_TINY}/reference.onnx", "precision": precision}
+    return config
 
 
 def main():
@@ -94,15 +101,17 @@ def main():
         print(f"{case_id:32s} relative logits error {drift:.3e}")
         sample.export(target, inputs, os.path.join(case_dir, "target.onnx"))
         summary = inspect.getdoc(module).splitlines()[0]
-        sample.write_json(os.path.join(case_dir, "ekka.json"), ekka_config(summary))
+        precision = expected.get("precision", "float16")
+        sample.write_json(os.path.join(case_dir, "ekka.json"), ekka_config(summary, precision))
         if expected["module"] is None:
-            truth = {"module": None, "note": summary}
+            truth = {"module": None, "precision": precision, "note": summary}
         else:
             truth = {
                 "module": expected["module"],
                 "source": ground_truth_source(case_dir, module, expected),
                 "cause": expected["cause"],
                 "subtle": bool(expected.get("subtle", False)),
+                "precision": precision,
                 "note": summary,
             }
         sample.write_json(os.path.join(case_dir, "expected.json"), truth)

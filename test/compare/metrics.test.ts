@@ -47,6 +47,26 @@ describe('comparePair', () => {
     assert.equal(m.referenceNorm, 1);
   });
 
+  it('counts elements outside atol + rtol·|r|', () => {
+    const m = comparePair(Float32Array.of(1, 2.5, 100.02, NaN), Float32Array.of(1, 2, 100, 0), {
+      atol: 0.1,
+      rtol: 1e-3,
+      referenceLimit: Infinity,
+    });
+    // 2.5 vs 2 is outside 0.1 + 0.002; 100.02 vs 100 is inside 0.1 + 0.1; NaN vs 0 always fails.
+    assert.equal(m.toleranceViolations, 2);
+  });
+
+  it('clamps the reference to the range the target can hold', () => {
+    const mask = comparePair(Float32Array.of(-65504, 0), Float32Array.of(-3.4e38, 0), {
+      atol: 1e-5,
+      rtol: 1e-5,
+      referenceLimit: 65504,
+    });
+    assert.equal(mask.diffNorm, 0);
+    assert.equal(mask.referenceNorm, 65504);
+  });
+
   it('refuses arrays of different lengths', () => {
     assert.throws(
       () => comparePair(new Float32Array(2), new Float32Array(3)),

@@ -19,4 +19,5 @@ class TargetForCausalLM(LlamaForCausalLM):
         self.model.layers[2].mlp.down_proj = Int8PerTensorLinear(config.intermediate_size, config.hidden_size, bias=False)
 
 
-EXPECTED = {"module": "model.layers.2.mlp.down_proj", "class": "Int8PerTensorLinear", "cause": "numerics/quantization", "subtle": True}
+# Runs as an fp32 engine: the dequantization error (4.2e-4 of the logits) is below float16 noise: an fp32 engine.
+EXPECTED = {"module": "model.layers.2.mlp.down_proj", "class": "Int8PerTensorLinear", "cause": "numerics/quantization", "subtle": True, "precision": "float32"}

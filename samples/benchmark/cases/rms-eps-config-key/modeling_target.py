@@ -19,4 +19,5 @@ class TargetForCausalLM(LlamaForCausalLM):
             self.model.layers[idx] = MisconfiguredDecoderLayer(config, idx)
 
 
-EXPECTED = {"module": "model.layers.0.input_layernorm", "marker": "# bug: config key", "cause": "model/config"}
+# Runs as an fp32 engine: the error (2.8e-4 of the logits) is below float16 noise: an fp32 engine.
+EXPECTED = {"module": "model.layers.0.input_layernorm", "marker": "# bug: config key", "cause": "model/config", "subtle": True, "precision": "float32"}

@@ -9,4 +9,5 @@ class TargetForCausalLM(LlamaForCausalLM):
         self.model.layers[3].input_layernorm = LlamaRMSNorm(config.hidden_size, eps=1e-4)  # bug: eps
 
 
-EXPECTED = {"module": "model.layers.3.input_layernorm", "marker": "# bug: eps", "cause": "model/norm", "subtle": True}
+# Runs as an fp32 engine: the error (7.7e-6 of the logits) is far below float16 noise: an fp32 engine.
+EXPECTED = {"module": "model.layers.3.input_layernorm", "marker": "# bug: eps", "cause": "model/norm", "subtle": True, "precision": "float32"}
