@@ -58,7 +58,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     for (const p of result.series) {
       rows.push([
         String(p.index),
-        moduleName(p.module),
+        p.call > 1 ? `${moduleName(p.module)} (call ${p.call})` : moduleName(p.module),
         p.op,
         fmt(p.ratio),
         fmt(p.relativeL2Error),

@@ -14,6 +14,8 @@ import {
   isFloatDType,
   MAX_FINITE,
   toFloatArray,
+  toNumberArray,
+  comparisonDType,
   type FloatArray,
   type FloatDType,
 } from '../tensors/dtypes';
@@ -93,7 +95,7 @@ async function captureRun(
     observer.runStarted?.(role, capture.info);
     for await (const record of capture.run(inputs)) {
       checkCancelled(signal);
-      if (isFloatDType(record.dtype)) onRecord(record);
+      if (isFloatDType(record.dtype) || record.boundaryKey) onRecord(record);
     }
   } finally {
     await capture.release();
@@ -133,8 +135,8 @@ export async function runDiagnosis(
     (record) => {
       const value = {
         record,
-        dtype: record.dtype as FloatDType,
-        data: toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>),
+        dtype: comparisonDType(record.dtype),
+        data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
       };
       referenceByOp.set(record.opKey, value);
       if (record.boundaryKey) {
@@ -163,9 +165,10 @@ export async function runDiagnosis(
       (record) => {
         const key = record.boundaryKey ?? record.opKey;
         const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
-        if (!ref || !sameShape(ref.record.shape, record.shape)) return;
-        const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
-        const limit = MAX_FINITE[coarserDType(record.dtype as FloatDType, lowPrecisionDType)];
+        if (!ref || !isFloatDType(record.dtype) || !sameShape(ref.record.shape, record.shape))
+          return;
+        const data = toFloatArray(record.dtype, record.data as ArrayLike<number>);
+        const limit = MAX_FINITE[coarserDType(record.dtype, lowPrecisionDType)];
         lowPrecisionGap.set(
           key,
           comparePair(data, ref.data, { ...DEFAULT_COMPARE, referenceLimit: limit }),
@@ -207,20 +210,22 @@ export async function runDiagnosis(
       }
       return;
     }
-    const data = toFloatArray(record.dtype as FloatDType, record.data as ArrayLike<number>);
+    const exact = !isFloatDType(record.dtype);
+    const data = toNumberArray(record.dtype, record.data as ArrayLike<number>);
     // The precision this value was computed at (a converted graph returns float32 logits).
-    const runDType = coarserDType(record.dtype as FloatDType, targetPrecision);
+    const runDType = exact ? 'float64' : coarserDType(record.dtype as FloatDType, targetPrecision);
     const compareOptions = { ...DEFAULT_COMPARE, referenceLimit: MAX_FINITE[runDType] };
     const metrics = comparePair(data, ref.data, compareOptions);
     const gap = lowPrecisionGap.get(key);
     // Without a measured gap the floor follows the coarsest precision involved: the record's storage
     // type, the target run's precision (a converted graph returns float32 logits of float16 values)
     // and the reference's.
-    const dtype = gap
-      ? ref.dtype
-      : coarserDType(coarserDType(record.dtype as FloatDType, targetPrecision), ref.dtype);
-    floorDType = coarserDType(floorDType, dtype);
-    const ratio: ErrorRatio = errorRatio(metrics, gap, dtype, { floorFactor });
+    const dtype = gap ? ref.dtype : coarserDType(runDType, ref.dtype);
+    if (!exact) floorDType = coarserDType(floorDType, dtype);
+    // Integers and bools (positions, indices, masks) must match exactly: any difference diverges.
+    const ratio: ErrorRatio = exact
+      ? { ratio: metrics.diffNorm > 0 ? RATIO_CAP : 0, noise: 0, noiseSource: 'analytic-floor' }
+      : errorRatio(metrics, gap, dtype, { floorFactor });
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     if (record.boundaryKey && metrics.nonFiniteMismatches > 0 && ratio.ratio < RATIO_CAP)
       excusedNonFinite++;
@@ -269,6 +274,7 @@ export async function runDiagnosis(
     const point: SeriesPoint = {
       index: series.length,
       module: record.module,
+      call: record.call,
       key,
       node: record.nodeName,
       op: record.op,

@@ -9,6 +9,8 @@ export interface SeriesPoint {
   index: number;
   /** Module that produced the value (the deepest scope of its node). */
   module: string;
+  /** Which call of the module: 1, or 2 for a second call (a decode step after the prefill), ... */
+  call: number;
   /** Alignment key shared by both runs: `${module}@out${k}`. */
   key: string;
   node: string;

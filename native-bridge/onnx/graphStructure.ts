@@ -12,11 +12,51 @@ export function modulePathFromNodeName(nodeName: string): string {
   return parts.slice(0, -1).join('.');
 }
 
+/** A node's name scope (`/model/layers.2/self_attn_1`), or '' for an unscoped name. */
+function scopeOf(nodeName: string): string {
+  return nodeName.startsWith('/') ? nodeName.slice(0, nodeName.lastIndexOf('/')) : '';
+}
+
+/**
+ * Module path and call number of every scope in a graph. The exporter names a module's second
+ * call `<name>_1` (`/model/layers.2/self_attn_1/...` for the decode step of a cached model), so a
+ * segment `X_N` whose sibling `X` also exists in the graph is call N + 1 of `X`. A segment such as
+ * `linear_1` without a sibling `linear` is an attribute's own name and stays as it is.
+ */
+export function moduleCalls(
+  nodeNames: Iterable<string>,
+): Map<string, { module: string; call: number }> {
+  const scopes = new Set<string>();
+  for (const name of nodeNames) {
+    const scope = scopeOf(name);
+    const segments = scope.split('/');
+    for (let i = 1; i <= segments.length; i++) scopes.add(segments.slice(0, i).join('/'));
+  }
+  const result = new Map<string, { module: string; call: number }>();
+  for (const scope of scopes) {
+    const segments = scope.split('/');
+    let call = 1;
+    const normalized = segments.map((segment, i) => {
+      const match = /^(.+)_(\d+)$/.exec(segment);
+      if (!match || !scopes.has([...segments.slice(0, i), match[1]].join('/'))) return segment;
+      call = Math.max(call, Number(match[2]) + 1);
+      return match[1]!;
+    });
+    result.set(scope, { module: modulePathFromNodeName(`${normalized.join('/')}/op`), call });
+  }
+  return result;
+}
+
 export interface GraphNodeInfo {
   index: number;
   name: string;
   opType: string;
+  /** Dotted module path, repeated calls folded onto their module (see moduleCalls). */
   module: string;
+  /** 1 for a module's first call, 2 for its second (a decode step after the prefill), ... */
+  call: number;
+  /** The call's own scope: boundaries and inputs are worked out per call. */
+  unit: string;
   /** `${module}|${opType}#${ordinal}` — stable while the module's own op list is unchanged. */
   opKey: string;
 }
@@ -39,7 +79,7 @@ export interface ProducedValue {
 export interface GraphStructure {
   /** Produced values in execution (node) order; Constant nodes are left out. */
   values: ProducedValue[];
-  /** Per module, the values its nodes read that other modules' nodes produced, in first-use order. */
+  /** Per unit (one call of a module), the values it reads that other units produced, in first-use order. */
   moduleInputs: Map<string, string[]>;
 }
 
@@ -48,21 +88,24 @@ export function analyzeGraph(graph: onnx.IGraphProto): GraphStructure {
   const producerModule = new Map<string, string>();
   const infos: GraphNodeInfo[] = [];
   const ordinals = new Map<string, number>();
+  const names = nodes.map((node, index) => node.name || `${node.opType}_${index}`);
+  const calls = moduleCalls(names);
   nodes.forEach((node, index) => {
-    const name = node.name || `${node.opType}_${index}`;
-    const module = modulePathFromNodeName(name);
+    const name = names[index]!;
+    const unit = scopeOf(name);
+    const { module, call } = calls.get(unit) ?? { module: '', call: 1 };
     const opType = node.opType ?? '';
     const ordinalKey = `${module}|${opType}`;
     const ordinal = ordinals.get(ordinalKey) ?? 0;
     ordinals.set(ordinalKey, ordinal + 1);
-    infos.push({ index, name, opType, module, opKey: `${ordinalKey}#${ordinal}` });
-    for (const output of node.output ?? []) if (output) producerModule.set(output, module);
+    infos.push({ index, name, opType, module, call, unit, opKey: `${ordinalKey}#${ordinal}` });
+    for (const output of node.output ?? []) if (output) producerModule.set(output, unit);
   });
 
   const leavesModule = new Set<string>((graph.output ?? []).map((o) => o.name ?? ''));
   const moduleInputs = new Map<string, string[]>();
   nodes.forEach((node, index) => {
-    const module = infos[index]!.module;
+    const module = infos[index]!.unit;
     for (const input of node.input ?? []) {
       const from = producerModule.get(input);
       if (from === undefined || from === module) continue;

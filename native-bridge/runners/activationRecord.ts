@@ -22,13 +22,16 @@ export interface ActivationRecord {
   name: string;
   nodeName: string;
   op: string;
-  /** Dotted module path (see modulePathFromNodeName). */
+  /** Dotted module path (see modulePathFromNodeName and moduleCalls). */
   module: string;
+  /** Which call of the module produced it: 1, or 2 for a second call (a decode step), ... */
+  call: number;
   /** Alignment key of the op output: `${module}|${op}#${ordinal}`. */
   opKey: string;
   /**
-   * Set on float values that leave their module: `${module}@out${k}`, k counting the module's
-   * float boundary values in order. These make up the module-level series.
+   * Set on values that leave their module: `${module}@out${k}` for floats, `${module}@int${k}` for
+   * integers and bools, k counting the module's boundary values of that kind in order. These make
+   * up the module-level series.
    */
   boundaryKey?: string;
   /** For boundary values: the values entering this module from other modules. */

@@ -201,16 +201,21 @@ export class OnnxCapture {
         nodeName: value.node.name,
         op: value.node.opType,
         module: value.node.module,
+        call: value.node.call,
         opKey: value.key,
         dtype,
         shape: tensor.dims.map(Number),
         data: tensor.data as TensorData,
       };
-      if (value.boundary && isFloatDType(dtype)) {
-        const ordinal = boundaryOrdinals.get(record.module) ?? 0;
-        boundaryOrdinals.set(record.module, ordinal + 1);
-        record.boundaryKey = `${record.module}@out${ordinal}`;
-        record.moduleInputs = this.structure.moduleInputs.get(record.module) ?? [];
+      if (value.boundary && dtype !== 'string') {
+        // Float outputs and integer/bool outputs (positions, indices, masks) count separately, so
+        // that a change in one kind never shifts the other's keys.
+        const kind = isFloatDType(dtype) ? 'out' : 'int';
+        const counter = `${record.module}@${kind}`;
+        const ordinal = boundaryOrdinals.get(counter) ?? 0;
+        boundaryOrdinals.set(counter, ordinal + 1);
+        record.boundaryKey = `${counter}${ordinal}`;
+        record.moduleInputs = this.structure.moduleInputs.get(value.node.unit) ?? [];
       }
       yield record;
     }

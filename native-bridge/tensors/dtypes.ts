@@ -89,3 +89,20 @@ export function toFloatArray(dtype: FloatDType, data: ArrayLike<number>): FloatA
   }
   return out;
 }
+
+/**
+ * The type a value is compared in: floats as themselves, integers and bools exactly, as float64
+ * (a mismatch there is a divergence, not noise).
+ */
+export function comparisonDType(dtype: string): FloatDType {
+  return isFloatDType(dtype) ? dtype : 'float64';
+}
+
+/** Any numeric tensor as numbers: floats as toFloatArray, integers and bools as float64. */
+export function toNumberArray(
+  dtype: string,
+  data: ArrayLike<number> | ArrayLike<bigint>,
+): FloatArray {
+  if (isFloatDType(dtype)) return toFloatArray(dtype, data as ArrayLike<number>);
+  return Float64Array.from(data as ArrayLike<number | bigint>, Number);
+}

@@ -13,6 +13,8 @@ A case's module-level EXPECTED gives the ground truth:
   construction  or: (file, text) the line in the tiny-llama source that builds the module whose
                 weights the case's loader corrupts (the loader itself is outside any module)
   subtle        True where the error is barely above noise
+  reference     "prefill" (default: the tiny-llama reference) or "decode" (its KV-cache twin from
+                modeling_llama_decode.py: prefill, then one decode step, in one graph)
   precision     the target engine's precision: "float16" (default: the target runs at float16 and
                 the reference at float16 is the noise yardstick) or "float32" (an fp32 engine,
                 for errors below float16 noise)
@@ -62,18 +64,22 @@ def ground_truth_source(case_dir, module, expected):
     return {"file": f"{REL_TINY}/{file}", "line": line_containing(os.path.join(TINY, file), text)}
 
 
-def ekka_config(name, precision):
+# Reference models by EXPECTED["reference"]: the tiny-llama one, or its KV-cache twin built here.
+REFERENCES = {"prefill": f"{REL_TINY}/reference.onnx", "decode": "../../reference_decode.onnx"}
+
+
+def ekka_config(name, precision, reference):
     config = {
         "$schema": "../../../../native-bridge/diagnosis/ekka.schema.json",
         "name": name,
         "target": {"model": "target.onnx"},
-        "reference": {"model": f"{REL_TINY}/reference.onnx"},
+        "reference": {"model": REFERENCES[reference]},
         "input": f"{REL_TINY}/input.json",
-        "source": {"entry": "modeling_target.py:TargetForCausalLM", "searchPaths": [REL_TINY]},
+        "source": {"entry": "modeling_target.py:TargetForCausalLM", "searchPaths": [REL_TINY, "../.."]},
     }
     if precision != "float32":
         config["target"]["precision"] = precision
-        config["referenceLowPrecision"] = {"model": f"{REL_TINY}/reference.onnx", "precision": precision}
+        config["referenceLowPrecision"] = {"model": REFERENCES[reference], "precision": precision}
     return config
 
 
@@ -81,8 +87,15 @@ def main():
     config = LlamaConfig()
     reference = sample.build_reference(config)
     inputs = sample.example_inputs()
+    sys.path.insert(0, HERE)
+    from modeling_llama_decode import CachedLlamaForCausalLM
+
+    decode_reference = CachedLlamaForCausalLM(config)
+    decode_reference.load_state_dict(reference.state_dict())
+    decode_reference.eval()
+    sample.export(decode_reference, inputs, os.path.join(HERE, "reference_decode.onnx"))
     with torch.no_grad():
-        reference_logits = reference(*inputs)
+        reference_logits = {"prefill": reference(*inputs), "decode": decode_reference(*inputs)}
     cases_dir = os.path.join(HERE, "cases")
     for case_id in sorted(os.listdir(cases_dir)):
         case_dir = os.path.join(cases_dir, case_id)
@@ -96,13 +109,15 @@ def main():
         else:
             target.load_state_dict(reference.state_dict())
         target.eval()
+        reference_kind = expected.get("reference", "prefill")
         with torch.no_grad():
-            drift = ((target(*inputs) - reference_logits).norm() / reference_logits.norm()).item()
+            expected_logits = reference_logits[reference_kind]
+            drift = ((target(*inputs) - expected_logits).norm() / expected_logits.norm()).item()
         print(f"{case_id:32s} relative logits error {drift:.3e}")
         sample.export(target, inputs, os.path.join(case_dir, "target.onnx"))
         summary = inspect.getdoc(module).splitlines()[0]
         precision = expected.get("precision", "float16")
-        sample.write_json(os.path.join(case_dir, "ekka.json"), ekka_config(summary, precision))
+        sample.write_json(os.path.join(case_dir, "ekka.json"), ekka_config(summary, precision, reference_kind))
         if expected["module"] is None:
             truth = {"module": None, "precision": precision, "note": summary}
         else:

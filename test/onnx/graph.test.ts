@@ -3,7 +3,11 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { EkkaError } from '../../native-bridge/errors';
-import { analyzeGraph, modulePathFromNodeName } from '../../native-bridge/onnx/graphStructure';
+import {
+  analyzeGraph,
+  moduleCalls,
+  modulePathFromNodeName,
+} from '../../native-bridge/onnx/graphStructure';
 import { exposeIntermediates, readOnnxModel } from '../../native-bridge/onnx/modelFile';
 import { scratchDir } from '../support/tinyOnnx';
 
@@ -21,6 +25,32 @@ describe('modulePathFromNodeName', () => {
   for (const [name, expected] of cases) {
     it(`${name} → "${expected}"`, () => assert.equal(modulePathFromNodeName(name), expected));
   }
+});
+
+describe('moduleCalls', () => {
+  it('folds a repeated call onto its module and numbers the call', () => {
+    const calls = moduleCalls([
+      '/model/layers.2/self_attn/q_proj/MatMul',
+      '/model/layers.2/self_attn_1/q_proj/MatMul',
+      '/model/layers.0_1/Add',
+      '/model/layers.0/Add',
+      '/model/block/linear_1/MatMul',
+    ]);
+    assert.deepEqual(calls.get('/model/layers.2/self_attn_1/q_proj'), {
+      module: 'model.layers.2.self_attn.q_proj',
+      call: 2,
+    });
+    assert.deepEqual(calls.get('/model/layers.0_1'), { module: 'model.layers.0', call: 2 });
+    assert.deepEqual(calls.get('/model/layers.2/self_attn'), {
+      module: 'model.layers.2.self_attn',
+      call: 1,
+    });
+    // No sibling `linear`: `linear_1` is the attribute's own name.
+    assert.deepEqual(calls.get('/model/block/linear_1'), {
+      module: 'model.block.linear_1',
+      call: 1,
+    });
+  });
 });
 
 describe('analyzeGraph', () => {
@@ -49,9 +79,9 @@ describe('analyzeGraph', () => {
     );
   });
 
-  it('lists each module’s inputs from other modules', () => {
-    assert.deepEqual(structure.moduleInputs.get('b'), ['a1', 'a0']);
-    assert.equal(structure.moduleInputs.get('a'), undefined);
+  it('lists each unit’s inputs from other units', () => {
+    assert.deepEqual(structure.moduleInputs.get('/b'), ['a1', 'a0']);
+    assert.equal(structure.moduleInputs.get('/a'), undefined);
   });
 });
 
