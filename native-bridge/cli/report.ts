@@ -34,7 +34,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
       ? `; kept in float32: ${info.keptFloat32.join(', ')}`
       : '';
     lines.push(
-      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, ${info.precision}${kept}, optimization: ${info.optimization})`,
+      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, ${info.precision}${kept}, optimization: ${info.optimization}, ${info.capture === 'partitioned' ? `${info.segments} segments` : 'whole graph'})`,
     );
   }
   const noise =

@@ -4,7 +4,12 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EkkaError } from '../errors';
 import { readJsonFile } from '../jsonFile';
-import type { ExecutionProviderChoice, GraphOptimization, Precision } from '../runners/onnxRunner';
+import type {
+  CaptureMode,
+  ExecutionProviderChoice,
+  GraphOptimization,
+  Precision,
+} from '../runners/onnxRunner';
 import schema from './ekka.schema.json';
 
 /** One run as written in ekka.json, after defaults. */
@@ -14,6 +19,7 @@ export interface RunConfig {
   optimization: GraphOptimization;
   executionProvider: ExecutionProviderChoice;
   precision?: Precision;
+  capture?: CaptureMode;
 }
 
 export interface Thresholds {
@@ -94,6 +100,7 @@ interface RawConfig {
   referenceLowPrecision?: RunConfig;
   input: string;
   source?: { entry?: string; searchPaths?: string[] };
+  capture?: CaptureMode;
   thresholds: Thresholds;
 }
 
@@ -116,6 +123,7 @@ export async function resolveConfig(
   const config = raw as unknown as RawConfig;
   const resolveRun = async (run: RunConfig, key: string): Promise<RunConfig> => ({
     ...run,
+    capture: config.capture ?? 'partitioned',
     model: await existingFile(baseDir, run.model, `${key}.model`, file),
   });
   const resolved: DiagnosisConfig = {

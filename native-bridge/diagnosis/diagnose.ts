@@ -1,13 +1,16 @@
 import * as path from 'node:path';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
-import { EkkaError, describeCause } from '../errors';
+import { describeCause } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
 import { findRewiring } from '../localize/rewiring';
 import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
-import { readInputFile, type InputTensor } from '../runners/inputFile';
-import { OnnxCapture, type OnnxRunInfo } from '../runners/onnxRunner';
+import { readInputFile } from '../runners/inputFile';
+import type { OnnxRunInfo } from '../runners/onnxRunner';
+import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
+
+export type { RunRole };
 import { PythonSourceLocator, type SourceLocation } from '../source/pythonLocator';
 import {
   coarserDType,
@@ -19,7 +22,7 @@ import {
   type FloatArray,
   type FloatDType,
 } from '../tensors/dtypes';
-import type { DiagnosisConfig, RunConfig } from './config';
+import type { DiagnosisConfig } from './config';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
 
 /** Source locations of `modules`, in order; a lookup that fails becomes a warning and null. */
@@ -56,8 +59,6 @@ export function relativeLocation(location: SourceLocation, baseDir: string): Sou
   return result;
 }
 
-export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
-
 /** Callbacks for progress; `point` fires once per compared module output, as soon as it exists. */
 export interface DiagnosisObserver {
   runStarted?(role: RunRole, info: OnnxRunInfo): void;
@@ -77,32 +78,6 @@ interface ComparedOp {
   ratio: number;
 }
 
-function checkCancelled(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
-}
-
-async function captureRun(
-  role: RunRole,
-  run: RunConfig,
-  inputs: readonly InputTensor[],
-  observer: DiagnosisObserver,
-  signal: AbortSignal | undefined,
-  onRecord: (record: ActivationRecord) => void,
-): Promise<{ info: OnnxRunInfo; ms: number }> {
-  const started = performance.now();
-  const capture = await OnnxCapture.open(run);
-  try {
-    observer.runStarted?.(role, capture.info);
-    for await (const record of capture.run(inputs)) {
-      checkCancelled(signal);
-      if (isFloatDType(record.dtype) || record.boundaryKey) onRecord(record);
-    }
-  } finally {
-    await capture.release();
-  }
-  return { info: capture.info, ms: performance.now() - started };
-}
-
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
@@ -120,64 +95,42 @@ export async function runDiagnosis(
   const started = performance.now();
   const inputs = await readInputFile(config.input);
   const thresholds = config.thresholds;
-  const runsMs: Record<string, number> = {};
 
   const referenceByOp = new Map<string, ReferenceValue>();
   const referenceByBoundary = new Map<string, ReferenceValue>();
   const referenceKeyByName = new Map<string, string>();
   const referenceInputKeys = new Map<string, string[]>();
-  const reference = await captureRun(
-    'reference',
-    config.reference,
-    inputs,
-    observer,
-    signal,
-    (record) => {
-      const value = {
-        record,
-        dtype: comparisonDType(record.dtype),
-        data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
-      };
-      referenceByOp.set(record.opKey, value);
-      if (record.boundaryKey) {
-        referenceByBoundary.set(record.boundaryKey, value);
-        referenceKeyByName.set(record.name, record.boundaryKey);
-        referenceInputKeys.set(
-          record.boundaryKey,
-          (record.moduleInputs ?? []).flatMap((name) => referenceKeyByName.get(name) ?? []),
-        );
-      }
-    },
-  );
-  runsMs.reference = reference.ms;
+  const onReference = (record: ActivationRecord): void => {
+    const value = {
+      record,
+      dtype: comparisonDType(record.dtype),
+      data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
+    };
+    referenceByOp.set(record.opKey, value);
+    if (record.boundaryKey) {
+      referenceByBoundary.set(record.boundaryKey, value);
+      referenceKeyByName.set(record.name, record.boundaryKey);
+      referenceInputKeys.set(
+        record.boundaryKey,
+        (record.moduleInputs ?? []).flatMap((name) => referenceKeyByName.get(name) ?? []),
+      );
+    }
+  };
 
   // The low-precision reference is reduced to its distance from the reference right away.
   const lowPrecisionGap = new Map<string, PairMetrics>();
-  let lowPrecisionInfo: OnnxRunInfo | undefined;
-  if (config.referenceLowPrecision) {
-    const lowPrecisionDType: FloatDType = config.referenceLowPrecision.precision ?? 'float32';
-    const lowPrecision = await captureRun(
-      'referenceLowPrecision',
-      config.referenceLowPrecision,
-      inputs,
-      observer,
-      signal,
-      (record) => {
-        const key = record.boundaryKey ?? record.opKey;
-        const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
-        if (!ref || !isFloatDType(record.dtype) || !sameShape(ref.record.shape, record.shape))
-          return;
-        const data = toFloatArray(record.dtype, record.data as ArrayLike<number>);
-        const limit = MAX_FINITE[coarserDType(record.dtype, lowPrecisionDType)];
-        lowPrecisionGap.set(
-          key,
-          comparePair(data, ref.data, { ...DEFAULT_COMPARE, referenceLimit: limit }),
-        );
-      },
+  const lowPrecisionDType: FloatDType = config.referenceLowPrecision?.precision ?? 'float32';
+  const onLowPrecision = (record: ActivationRecord): void => {
+    const key = record.boundaryKey ?? record.opKey;
+    const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
+    if (!ref || !isFloatDType(record.dtype) || !sameShape(ref.record.shape, record.shape)) return;
+    const data = toFloatArray(record.dtype, record.data as ArrayLike<number>);
+    const limit = MAX_FINITE[coarserDType(record.dtype, lowPrecisionDType)];
+    lowPrecisionGap.set(
+      key,
+      comparePair(data, ref.data, { ...DEFAULT_COMPARE, referenceLimit: limit }),
     );
-    lowPrecisionInfo = lowPrecision.info;
-    runsMs.referenceLowPrecision = lowPrecision.ms;
-  }
+  };
 
   const series: SeriesPoint[] = [];
   const unmatched: UnmatchedRecord[] = [];
@@ -191,8 +144,8 @@ export async function runDiagnosis(
   let floorDType: FloatDType = 'float32';
 
   const targetKeyByName = new Map<string, string>();
-  const targetBoundaryData = new Map<string, FloatArray>();
-  const target = await captureRun('target', config.target, inputs, observer, signal, (record) => {
+  const targetBoundaryData = new Map<string, { name: string; data: FloatArray }>();
+  const onTarget = (record: ActivationRecord): void => {
     const key = record.boundaryKey ?? record.opKey;
     if (record.boundaryKey) targetKeyByName.set(record.name, record.boundaryKey);
     const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
@@ -238,12 +191,12 @@ export async function runDiagnosis(
     if (!record.boundaryKey) return;
 
     matchedBoundaries.add(key);
-    targetBoundaryData.set(key, data);
+    targetBoundaryData.set(key, { name: record.name, data });
     const rewired = findRewiring(
       record.module,
       (record.moduleInputs ?? []).flatMap((name) => {
         const inputKey = targetKeyByName.get(name);
-        const value = inputKey && targetBoundaryData.get(inputKey);
+        const value = inputKey && targetBoundaryData.get(inputKey)?.data;
         return inputKey && value ? [{ key: inputKey, value }] : [];
       }),
       (referenceInputKeys.get(key) ?? []).flatMap((inputKey) => {
@@ -297,20 +250,47 @@ export async function runDiagnosis(
     };
     series.push(point);
     observer.point?.(point);
-  });
-  runsMs.target = target.ms;
-  referenceByOp.clear();
+  };
 
-  for (const [key, value] of referenceByBoundary) {
-    if (matchedBoundaries.has(key)) continue;
-    unmatched.push({
-      side: 'reference',
-      key,
-      module: value.record.module,
-      node: value.record.nodeName,
-      reason: 'no target value with this key',
+  // Segment by segment: the reference's values of a segment are compared with the target's and
+  // dropped, except those a later segment reads (module inputs for the rewiring check).
+  const dropSettled = (carried: ReadonlyMap<RunRole, ReadonlySet<string>>): void => {
+    const referenceCarried = carried.get('reference') ?? new Set<string>();
+    const targetCarried = carried.get('target') ?? new Set<string>();
+    for (const [key, value] of referenceByBoundary) {
+      if (referenceCarried.has(value.record.name)) continue;
+      if (!matchedBoundaries.has(key)) {
+        unmatched.push({
+          side: 'reference',
+          key,
+          module: value.record.module,
+          node: value.record.nodeName,
+          reason: 'no target value with this key',
+        });
+      }
+      referenceByBoundary.delete(key);
+    }
+    referenceByOp.clear();
+    for (const [key, value] of targetBoundaryData) {
+      if (!targetCarried.has(value.name)) targetBoundaryData.delete(key);
+    }
+  };
+  const runs: ScheduledRun[] = [
+    { role: 'reference', options: config.reference, onRecord: onReference },
+  ];
+  if (config.referenceLowPrecision) {
+    runs.push({
+      role: 'referenceLowPrecision',
+      options: config.referenceLowPrecision,
+      onRecord: onLowPrecision,
     });
   }
+  runs.push({ role: 'target', options: config.target, onRecord: onTarget });
+  const schedule = await runSchedule(runs, inputs, {
+    runStarted: (role, info) => observer.runStarted?.(role, info),
+    afterSegment: dropSettled,
+    signal,
+  });
 
   const warnings: string[] = [];
   if (excusedNonFinite > 0) {
@@ -372,7 +352,7 @@ export async function runDiagnosis(
   const result: DiagnosisResult = {
     format: 'ekka-diagnosis',
     version: 1,
-    runs: { target: target.info, reference: reference.info },
+    runs: { target: schedule.infos.target!, reference: schedule.infos.reference! },
     noise: {
       source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
       floorFactor,
@@ -391,9 +371,15 @@ export async function runDiagnosis(
     unmatched,
     warnings,
     comparedOps: comparedOps.length,
-    timings: { totalMs: performance.now() - started, runsMs },
+    timings: {
+      totalMs: performance.now() - started,
+      runsMs: schedule.ms,
+      lockstep: schedule.lockstep,
+    },
   };
-  if (lowPrecisionInfo) result.runs.referenceLowPrecision = lowPrecisionInfo;
+  if (schedule.infos.referenceLowPrecision) {
+    result.runs.referenceLowPrecision = schedule.infos.referenceLowPrecision;
+  }
   if (config.name) result.name = config.name;
   if (config.file) result.config = config.file;
   return result;

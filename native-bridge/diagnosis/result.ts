@@ -83,5 +83,6 @@ export interface DiagnosisResult {
   warnings: string[];
   /** Ops compared one to one (beyond the module outputs), for the op inside each suspect. */
   comparedOps: number;
-  timings: { totalMs: number; runsMs: Record<string, number> };
+  /** Per run, the time spent building sessions and running; lockstep: runs went segment by segment together. */
+  timings: { totalMs: number; runsMs: Partial<Record<string, number>>; lockstep: boolean };
 }

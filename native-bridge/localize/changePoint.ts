@@ -5,9 +5,11 @@
  * starts a level shift. PELT (Killick et al., 2012) with a Gaussian mean-shift cost segments y
  * exactly under a penalty β = penaltyScale · σ² · ln(n); σ is estimated robustly from the first
  * differences (MAD), so one wild value does not inflate it. A segment is *elevated* when its mean
- * ratio (geometric) reaches `threshold`; the change point is the start of the first run of elevated
- * segments that lasts `minRun` points or reaches the end of the sequence. A lone spike that falls
- * back to noise is reported as a spike, not as the change point.
+ * ratio (geometric) reaches `threshold`. A run starts at an elevated segment and, with hysteresis,
+ * goes on through the following segments while their mean stays at or above `exitRatio` (default
+ * √threshold): inherited error often settles a little below the entry level after the module that
+ * caused it. The change point is the start of the first run that lasts `minRun` points or reaches
+ * the end of the sequence. A lone spike that falls back to noise is reported as a spike.
  */
 
 export interface ChangePointOptions {
@@ -19,6 +21,8 @@ export interface ChangePointOptions {
   penaltyScale: number;
   /** Lower bound on σ (natural-log units), so an exactly flat noise region does not over-segment. */
   minSigma: number;
+  /** Level a run must stay at or above once started; default √threshold. */
+  exitRatio?: number;
 }
 
 export const DEFAULT_CHANGE_POINT: ChangePointOptions = {
@@ -128,10 +132,11 @@ export function detectChangePoint(
     segments.push({ start, end, meanLogRatio, elevated: meanLogRatio >= logThreshold });
   }
   const spikes: number[] = [];
+  const logExit = Math.log(options.exitRatio ?? Math.sqrt(options.threshold));
   for (let k = 0; k < segments.length; k++) {
     if (!segments[k]!.elevated) continue;
     let last = k;
-    while (last + 1 < segments.length && segments[last + 1]!.elevated) last++;
+    while (last + 1 < segments.length && segments[last + 1]!.meanLogRatio >= logExit) last++;
     const start = segments[k]!.start;
     const end = segments[last]!.end;
     if (end - start >= options.minRun || end === n) {

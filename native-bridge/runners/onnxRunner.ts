@@ -1,29 +1,28 @@
 import * as ort from 'onnxruntime-node';
+import type { onnx } from 'onnx-proto';
 import { EkkaError, describeCause } from '../errors';
-import { onnx } from 'onnx-proto';
-import { analyzeGraph, type GraphStructure } from '../onnx/graphStructure';
-import {
-  convertToLowPrecision,
-  FUNCTION_OPS,
-  opWithoutKernel,
-  type LowPrecision,
-} from '../onnx/lowPrecision';
-import {
-  exposeIntermediates,
-  inlineExternalData,
-  loadExternalData,
-  readOnnxModel,
-  type OnnxModelFile,
-  WIDENED_SUFFIX,
-} from '../onnx/modelFile';
+import { analyzeGraph, type GraphStructure, type ProducedValue } from '../onnx/graphStructure';
+import type { LowPrecision } from '../onnx/lowPrecision';
+import { loadExternalData, readOnnxModel, WIDENED_SUFFIX } from '../onnx/modelFile';
+import { partitionGraph } from '../onnx/partition';
+import { WeightStore } from '../onnx/weightStore';
 import { isFloatDType, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
 import type { InputTensor } from './inputFile';
+import { SegmentPlan } from './segments';
+import { exposedSession, lowPrecisionSession } from './sessions';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 export type ExecutionProviderChoice = 'auto' | 'cpu' | 'cuda';
-
 export type Precision = 'float32' | LowPrecision;
+
+/**
+ * partitioned: the graph is cut at layer boundaries and run segment by segment, each segment's
+ * activations compared and released before the next (memory bounded by one segment); optimizations
+ * that would fuse across a layer boundary cannot apply. whole-graph: one session over the whole
+ * graph with every value exposed, all held until the run ends.
+ */
+export type CaptureMode = 'partitioned' | 'whole-graph';
 
 export interface OnnxRunOptions {
   model: string;
@@ -31,13 +30,9 @@ export interface OnnxRunOptions {
   executionProvider: ExecutionProviderChoice;
   /** Store activations at this precision (the model is converted on load); default: as exported. */
   precision?: Precision;
+  /** Default partitioned; whole-graph where the graph has fewer than two layers. */
+  capture?: CaptureMode;
 }
-
-/** Attempts at finding the ops without a low-precision kernel: one per op type at most. */
-const MAX_KERNEL_ATTEMPTS = 64;
-
-/** Per `${provider}/${precision}`: op types found to have no kernel, for the next model. */
-const opsWithoutKernel = new Map<string, Set<string>>();
 
 export interface OnnxRunInfo {
   model: string;
@@ -45,6 +40,9 @@ export interface OnnxRunInfo {
   executionProvider: 'cpu' | 'cuda';
   optimization: GraphOptimization;
   precision: Precision;
+  /** The capture mode that ran, and in how many segments. */
+  capture: CaptureMode;
+  segments: number;
   /** Op types run in float32 between Casts because the provider has no low-precision kernel. */
   keptFloat32?: string[];
   /** Why a requested provider was not used, when it was not. */
@@ -52,39 +50,128 @@ export interface OnnxRunInfo {
   capturedValues: number;
 }
 
+/** A model input as the graph declares it. */
+interface DeclaredInput {
+  name: string;
+  type: string;
+  shape: (number | string)[];
+}
+
+const ORT_TYPE: Record<number, string> = {
+  1: 'float32',
+  2: 'uint8',
+  3: 'int8',
+  4: 'uint16',
+  5: 'int16',
+  6: 'int32',
+  7: 'int64',
+  8: 'string',
+  9: 'bool',
+  10: 'float16',
+  11: 'float64',
+  12: 'uint32',
+  13: 'uint64',
+  16: 'bfloat16',
+};
+
+function declaredInputs(graph: onnx.IGraphProto): DeclaredInput[] {
+  const initializers = new Set((graph.initializer ?? []).map((t) => t.name));
+  return (graph.input ?? [])
+    .filter((input) => !initializers.has(input.name) && input.type?.tensorType)
+    .map((input) => ({
+      name: input.name ?? '',
+      type: ORT_TYPE[input.type!.tensorType!.elemType ?? 0] ?? 'unknown',
+      shape: (input.type!.tensorType!.shape?.dim ?? []).map((d) =>
+        d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0
+          ? Number(d.dimValue)
+          : (d.dimParam ?? '?'),
+      ),
+    }));
+}
+
 function cudaBundled(): boolean {
   return ort.listSupportedBackends().some((b) => b.name === 'cuda' && b.bundled);
 }
 
+type RunPlan =
+  | { kind: 'whole'; session: ort.InferenceSession }
+  | { kind: 'segments'; plan: SegmentPlan };
+
+/** Numbering that runs across the segments of one run. */
+interface RecordCounters {
+  seq: number;
+  boundaryOrdinals: Map<string, number>;
+}
+
 /**
- * Runs an ONNX model with every intermediate value exposed and yields them as activation records
- * in execution order. Owns one InferenceSession; call `release()` when done.
+ * Runs an ONNX model with its intermediate values exposed and yields them as activation records
+ * in execution order, one batch per segment. Call `release()` when done.
  */
 export class OnnxCapture {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly plan: RunPlan,
     readonly info: OnnxRunInfo,
     readonly structure: GraphStructure,
+    private readonly inputs: DeclaredInput[],
   ) {}
 
   static async open(options: OnnxRunOptions): Promise<OnnxCapture> {
     const file = await readOnnxModel(options.model);
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: options.optimization,
-      externalData: await loadExternalData(file),
-    };
+    const structure = analyzeGraph(file.model.graph!);
+    const inputs = declaredInputs(file.model.graph!);
     const precision = options.precision ?? 'float32';
-    const build = (provider: 'cpu' | 'cuda') =>
-      precision === 'float32'
-        ? exposedSession(file.model, { ...sessionOptions, executionProviders: [provider] })
-        : lowPrecisionSession(file, precision, provider, {
-            ...sessionOptions,
-            executionProviders: [provider],
-          });
+    // bfloat16 values cannot cross between segments through onnxruntime-node.
+    const wanted: CaptureMode =
+      precision === 'bfloat16' ? 'whole-graph' : (options.capture ?? 'partitioned');
+    const base = { graphOptimizationLevel: options.optimization };
+    // Partition and detach the weights once, whatever provider ends up running.
+    const float32Segments =
+      precision === 'float32' && wanted === 'partitioned' ? partitionGraph(file.model.graph!) : [];
+    const float32Weights = float32Segments.length >= 2 ? WeightStore.detach(file) : undefined;
+
+    const build = async (
+      provider: 'cpu' | 'cuda',
+    ): Promise<{ plan: RunPlan; keptFloat32?: string[] }> => {
+      const withProvider = { ...base, executionProviders: [provider] };
+      if (precision !== 'float32') {
+        const options = { ...withProvider, externalData: await loadExternalData(file) };
+        const built = await lowPrecisionSession(file, precision, provider, options);
+        const segments = wanted === 'partitioned' ? partitionGraph(built.model.graph!) : [];
+        if (segments.length < 2)
+          return {
+            plan: { kind: 'whole', session: built.session },
+            keptFloat32: built.keptFloat32,
+          };
+        await built.session.release();
+        const weights = WeightStore.inMemoryOf(built.model, file.path);
+        const plan = new SegmentPlan(built.model, segments, weights, structure, withProvider);
+        return { plan: { kind: 'segments', plan }, keptFloat32: built.keptFloat32 };
+      }
+      if (!float32Weights) {
+        const options = { ...withProvider, externalData: await loadExternalData(file) };
+        return {
+          plan: {
+            kind: 'whole',
+            session: (await exposedSession(file.model, options, structure)).session,
+          },
+        };
+      }
+      const plan = new SegmentPlan(
+        file.model,
+        float32Segments,
+        float32Weights,
+        structure,
+        withProvider,
+      );
+      // Build the first segment now: a model the provider cannot load fails here, not mid-run.
+      const types = new Map(inputs.map((i) => [i.name, i.type]));
+      await (await plan.session(0, types)).release();
+      return { plan: { kind: 'segments', plan } };
+    };
 
     let provider: 'cpu' | 'cuda' = 'cpu';
     let fallbackReason: string | undefined;
-    let built: BuiltSession | undefined;
+    let built: Awaited<ReturnType<typeof build>> | undefined;
     if (options.executionProvider !== 'cpu') {
       if (!cudaBundled()) {
         fallbackReason = 'the CUDA execution provider is not installed with onnxruntime-node here';
@@ -117,19 +204,33 @@ export class OnnxCapture {
       executionProvider: provider,
       optimization: options.optimization,
       precision,
-      capturedValues: built.structure.values.length,
+      capture: built.plan.kind === 'segments' ? 'partitioned' : 'whole-graph',
+      segments: built.plan.kind === 'segments' ? built.plan.plan.segments.length : 1,
+      capturedValues: structure.values.length,
     };
     if (built.keptFloat32) info.keptFloat32 = built.keptFloat32;
     if (fallbackReason) info.fallbackReason = fallbackReason;
-    return new OnnxCapture(built.session, info, built.structure);
+    return new OnnxCapture(built.plan, info, structure, inputs);
+  }
+
+  /** Values carried from one segment to a later one (none for a whole-graph run). */
+  get carriedValues(): ReadonlySet<string> {
+    return new Set(
+      this.plan.kind === 'segments' ? this.plan.plan.segments.flatMap((s) => s.outputs) : [],
+    );
+  }
+
+  /** The layer each segment runs, in order (one entry for a whole-graph run). */
+  get segmentKeys(): string[] {
+    return this.plan.kind === 'segments' ? this.plan.plan.segments.map((s) => s.key) : [''];
   }
 
   /** Checks the inputs against the model's declared inputs and builds the feeds. */
-  private feeds(inputs: readonly InputTensor[]): Record<string, ort.Tensor> {
+  private feeds(inputs: readonly InputTensor[]): Map<string, ort.Tensor> {
     const model = this.info.model;
     const given = new Map(inputs.map((input) => [input.name, input]));
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const meta of this.session.inputMetadata) {
+    const feeds = new Map<string, ort.Tensor>();
+    for (const meta of this.inputs) {
       const input = given.get(meta.name);
       if (!input) {
         const names = [...given.keys()].join(', ') || 'none';
@@ -140,7 +241,6 @@ export class OnnxCapture {
         );
       }
       given.delete(meta.name);
-      if (!meta.isTensor) continue;
       if (meta.type !== input.dtype) {
         throw new EkkaError(
           'input',
@@ -164,7 +264,7 @@ export class OnnxCapture {
           );
         }
       });
-      feeds[meta.name] = toOrtTensor(input);
+      feeds.set(meta.name, toOrtTensor(input));
     }
     if (given.size > 0) {
       throw new EkkaError(
@@ -176,27 +276,75 @@ export class OnnxCapture {
     return feeds;
   }
 
-  /** Runs once and yields every captured value in execution order, releasing each as it goes. */
+  /**
+   * Runs once, yielding each segment's records as soon as the segment has run. Tensors carried to
+   * later segments are dropped after their last reader.
+   */
+  async *runSegments(inputs: readonly InputTensor[]): AsyncGenerator<ActivationRecord[]> {
+    const carried = this.feeds(inputs);
+    const counters: RecordCounters = { seq: 0, boundaryOrdinals: new Map() };
+    if (this.plan.kind === 'whole') {
+      const results = await this.runSession(this.plan.session, Object.fromEntries(carried));
+      yield this.records(this.structure.values, results, counters);
+      return;
+    }
+    const plan = this.plan.plan;
+    const types = new Map(this.inputs.map((i) => [i.name, i.type]));
+    for (let k = 0; k < plan.segments.length; k++) {
+      const segment = plan.segments[k]!;
+      const session = await plan.session(k, types);
+      let results: Record<string, ort.OnnxValue | undefined>;
+      try {
+        results = await this.runSession(
+          session,
+          Object.fromEntries(segment.inputs.map((name) => [name, carried.get(name)!])),
+        );
+      } finally {
+        await session.release();
+      }
+      for (const name of segment.outputs) {
+        const tensor = results[name];
+        if (!tensor) continue;
+        carried.set(name, tensor);
+        types.set(name, tensor.type);
+      }
+      for (const name of [...carried.keys()]) {
+        if ((plan.lastUse.get(name) ?? -1) <= k) carried.delete(name);
+      }
+      yield this.records(plan.values[k]!, results, counters);
+    }
+  }
+
+  /** Runs once and yields every captured value in execution order. */
   async *run(inputs: readonly InputTensor[]): AsyncGenerator<ActivationRecord> {
-    const feeds = this.feeds(inputs);
-    let results: Record<string, ort.OnnxValue | undefined>;
+    for await (const records of this.runSegments(inputs)) yield* records;
+  }
+
+  private async runSession(
+    session: ort.InferenceSession,
+    feeds: Record<string, ort.Tensor>,
+  ): Promise<Record<string, ort.OnnxValue | undefined>> {
     try {
-      results = { ...(await this.session.run(feeds)) };
+      return { ...(await session.run(feeds)) };
     } catch (cause) {
       throw new EkkaError('runtime', `the run failed: ${describeCause(cause)}`, this.info.model);
     }
-    const boundaryOrdinals = new Map<string, number>();
-    let seq = 0;
-    for (const value of this.structure.values) {
+  }
+
+  private records(
+    values: readonly ProducedValue[],
+    results: Record<string, ort.OnnxValue | undefined>,
+    counters: RecordCounters,
+  ): ActivationRecord[] {
+    const records: ActivationRecord[] = [];
+    for (const value of values) {
       const widened = `${value.name}${WIDENED_SUFFIX}`;
       const tensor = results[value.name] ?? results[widened];
       if (!tensor) continue;
       // A bfloat16 value arrives as its exact float32 copy; its dtype stays bfloat16.
       const dtype = (results[value.name] ? tensor.type : 'bfloat16') as DType;
-      delete results[value.name];
-      delete results[widened];
       const record: ActivationRecord = {
-        seq: seq++,
+        seq: counters.seq++,
         name: value.name,
         nodeName: value.node.name,
         op: value.node.opType,
@@ -212,110 +360,19 @@ export class OnnxCapture {
         // that a change in one kind never shifts the other's keys.
         const kind = isFloatDType(dtype) ? 'out' : 'int';
         const counter = `${record.module}@${kind}`;
-        const ordinal = boundaryOrdinals.get(counter) ?? 0;
-        boundaryOrdinals.set(counter, ordinal + 1);
+        const ordinal = counters.boundaryOrdinals.get(counter) ?? 0;
+        counters.boundaryOrdinals.set(counter, ordinal + 1);
         record.boundaryKey = `${counter}${ordinal}`;
         record.moduleInputs = this.structure.moduleInputs.get(value.node.unit) ?? [];
       }
-      yield record;
+      records.push(record);
     }
+    return records;
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    if (this.plan.kind === 'whole') await this.plan.session.release();
   }
-}
-
-interface BuiltSession {
-  session: ort.InferenceSession;
-  structure: GraphStructure;
-  keptFloat32?: string[];
-}
-
-/**
- * A session returning the values of `structure` (by default, every value of `model`). A converted
- * model passes the structure of its float32 original: the conversion keeps every original value's
- * name, so keys and module boundaries stay those of the original, whatever Casts it inserted.
- */
-async function exposedSession(
-  model: onnx.ModelProto,
-  options: ort.InferenceSession.SessionOptions,
-  structure: GraphStructure = analyzeGraph(model.graph!),
-): Promise<BuiltSession> {
-  const names = new Set(structure.values.map((v) => v.name));
-  const session = await ort.InferenceSession.create(exposeIntermediates(model, names), options);
-  return { session, structure };
-}
-
-/**
- * Converts the model to `precision` and finds, by trying, which op types the provider has no
- * kernel for at that precision: each such op is kept in float32 between Casts and the session is
- * built again. Value types come from onnxruntime's inference on the float32 graph.
- */
-async function lowPrecisionSession(
-  file: OnnxModelFile,
-  precision: LowPrecision,
-  provider: 'cpu' | 'cuda',
-  options: ort.InferenceSession.SessionOptions,
-): Promise<BuiltSession> {
-  const typing = await ort.InferenceSession.create(
-    exposeIntermediates(onnx.ModelProto.decode(file.bytes)),
-    { ...options, graphOptimizationLevel: 'disabled' },
-  );
-  // The conversion needs the weights' values: bring external ones into the model.
-  const external = options.externalData as { path: string; data: Uint8Array }[] | undefined;
-  const inlineOptions = { ...options, externalData: [] };
-  const decode = () => {
-    const model = onnx.ModelProto.decode(file.bytes);
-    if (external?.length) inlineExternalData(model, external, file.path);
-    return model;
-  };
-  const structure = analyzeGraph(file.model.graph!);
-  const valueTypes = new Map<string, string>();
-  for (const meta of [...typing.inputMetadata, ...typing.outputMetadata]) {
-    if (meta.isTensor) valueTypes.set(meta.name, meta.type);
-  }
-  const FLOAT = onnx.TensorProto.DataType.FLOAT;
-  for (const tensor of file.model.graph?.initializer ?? []) {
-    if (tensor.dataType === FLOAT) valueTypes.set(tensor.name ?? '', 'float32');
-  }
-  // Constant nodes are not exposed, so their types come from their tensors.
-  for (const node of file.model.graph?.node ?? []) {
-    const value =
-      node.opType === 'Constant' ? node.attribute?.find((a) => a.name === 'value')?.t : undefined;
-    if (value?.dataType === FLOAT && node.output?.[0]) valueTypes.set(node.output[0], 'float32');
-  }
-  await typing.release();
-
-  const graphOps = new Set((file.model.graph?.node ?? []).map((n) => n.opType ?? ''));
-  const cacheKey = `${provider}/${precision}`;
-  // Kernel coverage is a property of the provider and the type, not of the model: start from what
-  // earlier models taught this process.
-  const keep = new Set(opsWithoutKernel.get(cacheKey) ?? []);
-  for (let attempt = 0; attempt < MAX_KERNEL_ATTEMPTS; attempt++) {
-    const model = convertToLowPrecision(decode(), precision, valueTypes, keep);
-    try {
-      const built = await exposedSession(model, inlineOptions, structure);
-      opsWithoutKernel.set(cacheKey, keep);
-      return { ...built, keptFloat32: [...keep].filter((op) => graphOps.has(op)).sort() };
-    } catch (cause) {
-      const op = opWithoutKernel(describeCause(cause));
-      const grown = keep.size;
-      if (op && graphOps.has(op)) keep.add(op);
-      else if (op) for (const fn of FUNCTION_OPS) if (graphOps.has(fn)) keep.add(fn);
-      if (keep.size === grown) {
-        const why = /Unsupported data type: 16\b/.test(describeCause(cause))
-          ? 'onnxruntime-node cannot hand bfloat16 tensors to JavaScript; use "float16"'
-          : describeCause(cause);
-        throw new EkkaError('model', `cannot run the model at ${precision}: ${why}`, file.path);
-      }
-    }
-  }
-  throw new EkkaError(
-    'model',
-    `cannot run the model at ${precision}: too many ops without a kernel`,
-    file.path,
-  );
 }
 
 function toOrtTensor(input: InputTensor): ort.Tensor {

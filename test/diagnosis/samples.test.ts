@@ -13,6 +13,15 @@ interface Expected {
   cause?: string;
 }
 
+/** The same diagnosis with every run captured as one whole graph. */
+async function wholeGraph(id: string): Promise<DiagnosisResult> {
+  const config = await loadConfig(path.join(CASES, id, 'ekka.json'));
+  for (const run of [config.target, config.reference, config.referenceLowPrecision]) {
+    if (run) run.capture = 'whole-graph';
+  }
+  return runDiagnosis(config);
+}
+
 describe('sample diagnoses (ground truth in each case’s expected.json)', () => {
   const caseIds = readdirSync(CASES)
     .filter((id) => !id.startsWith('.'))
@@ -65,6 +74,10 @@ describe('sample diagnoses (ground truth in each case’s expected.json)', () =>
           for (const p of elevated)
             assert.ok(result.spikes.includes(p.index), `${p.key}: ${p.ratio}`);
         });
+
+        it('stays quiet with whole-graph capture too', async () => {
+          assert.deepEqual((await wholeGraph(id)).suspects, []);
+        });
         return;
       }
 
@@ -83,6 +96,15 @@ describe('sample diagnoses (ground truth in each case’s expected.json)', () =>
           { file: result.suspects[0]?.source?.file, line: result.suspects[0]?.source?.line },
           expected.source,
         );
+      });
+
+      it('localizes the same module with whole-graph capture', async () => {
+        const whole = await wholeGraph(id);
+        assert.equal(whole.runs.target.capture, 'whole-graph');
+        assert.equal(result.runs.target.capture, 'partitioned');
+        assert.equal(result.runs.target.segments, 4);
+        assert.equal(result.timings.lockstep, true);
+        assert.equal(whole.suspects[0]?.module, result.suspects[0]?.module);
       });
 
       it('keeps modules before the bug at noise level', () => {

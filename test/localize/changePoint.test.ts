@@ -50,6 +50,22 @@ describe('detectChangePoint', () => {
     assert.deepEqual(result.spikes, [15]);
   });
 
+  it('keeps a run going while inherited error stays above the exit level (hysteresis)', () => {
+    // The guilty module jumps to ~10, everything after it settles just under the entry threshold.
+    const ratios = [
+      ...noise(30, 9).map(() => 1),
+      10,
+      9.2,
+      ...Array.from({ length: 20 }, (_, i) => 1.8 + 0.2 * (i % 2)),
+    ];
+    assert.equal(detectChangePoint(ratios).index, 30);
+    // Falling back to noise ends the run: a spike of two.
+    const back = [...noise(30, 9).map(() => 1), 10, 9.2, ...noise(20, 10)];
+    const result = detectChangePoint(back);
+    assert.equal(result.index, null);
+    assert.deepEqual(result.spikes, [30]);
+  });
+
   it('does not flag pure noise', () => {
     for (let seed = 10; seed < 20; seed++) {
       assert.equal(detectChangePoint(noise(200, seed)).index, null, `seed ${seed}`);

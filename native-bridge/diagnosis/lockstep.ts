@@ -1,0 +1,82 @@
+import { EkkaError } from '../errors';
+import type { ActivationRecord } from '../runners/activationRecord';
+import type { InputTensor } from '../runners/inputFile';
+import { OnnxCapture, type OnnxRunInfo, type OnnxRunOptions } from '../runners/onnxRunner';
+import { isFloatDType } from '../tensors/dtypes';
+
+export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
+
+export interface ScheduledRun {
+  role: RunRole;
+  options: OnnxRunOptions;
+  /** Receives the run's float values and every boundary value, in execution order. */
+  onRecord(record: ActivationRecord): void;
+}
+
+export interface Schedule {
+  infos: Partial<Record<RunRole, OnnxRunInfo>>;
+  /** Time spent in each run (session building and running), in milliseconds. */
+  ms: Partial<Record<RunRole, number>>;
+  /** Whether the runs went segment by segment together (their segmentations matched). */
+  lockstep: boolean;
+}
+
+/**
+ * Runs the given runs — in order within each segment, segment by segment together when all runs
+ * cut their graphs into the same layers — and calls `afterSegment` once a segment has gone through
+ * every run, with the values each run carries to later segments: everything else may be dropped.
+ * When the segmentations differ, each run goes through whole in turn and `afterSegment` is called
+ * once at the end.
+ */
+export async function runSchedule(
+  runs: readonly ScheduledRun[],
+  inputs: readonly InputTensor[],
+  hooks: {
+    runStarted?(role: RunRole, info: OnnxRunInfo): void;
+    afterSegment?(carried: ReadonlyMap<RunRole, ReadonlySet<string>>): void;
+    signal?: AbortSignal;
+  } = {},
+): Promise<Schedule> {
+  const captures: OnnxCapture[] = [];
+  const schedule: Schedule = { infos: {}, ms: {}, lockstep: false };
+  try {
+    for (const run of runs) {
+      const started = performance.now();
+      const capture = await OnnxCapture.open(run.options);
+      captures.push(capture);
+      schedule.infos[run.role] = capture.info;
+      schedule.ms[run.role] = performance.now() - started;
+      hooks.runStarted?.(run.role, capture.info);
+    }
+    const layouts = captures.map((c) => c.segmentKeys.join('|'));
+    schedule.lockstep = layouts.every((layout) => layout === layouts[0]);
+    const iterators = captures.map((c) => c.runSegments(inputs));
+    const step = async (i: number): Promise<boolean> => {
+      const run = runs[i]!;
+      const started = performance.now();
+      const next = await iterators[i]!.next();
+      schedule.ms[run.role] = (schedule.ms[run.role] ?? 0) + performance.now() - started;
+      if (next.done) return false;
+      for (const record of next.value) {
+        if (hooks.signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
+        if (isFloatDType(record.dtype) || record.boundaryKey) run.onRecord(record);
+      }
+      return true;
+    };
+    const carried = new Map(runs.map((run, i) => [run.role, captures[i]!.carriedValues]));
+    if (schedule.lockstep) {
+      for (;;) {
+        let advanced = false;
+        for (let i = 0; i < runs.length; i++) advanced = (await step(i)) || advanced;
+        if (!advanced) break;
+        hooks.afterSegment?.(carried);
+      }
+    } else {
+      for (let i = 0; i < runs.length; i++) while (await step(i));
+    }
+    hooks.afterSegment?.(new Map(runs.map((run) => [run.role, new Set<string>()])));
+  } finally {
+    for (const capture of captures) await capture.release();
+  }
+  return schedule;
+}

@@ -1,0 +1,88 @@
+import * as ort from 'onnxruntime-node';
+import { onnx } from 'onnx-proto';
+import { EkkaError } from '../errors';
+import type { GraphStructure, ProducedValue } from '../onnx/graphStructure';
+import { exposeIntermediates } from '../onnx/modelFile';
+import { lastUse, type GraphSegment } from '../onnx/partition';
+import type { WeightStore } from '../onnx/weightStore';
+
+/** ONNX element types by onnxruntime's type names. */
+const ELEM_TYPE: Record<string, number> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  bfloat16: 16,
+};
+
+/**
+ * A model split into segments that run one after the other. Each segment's session is built when
+ * it runs — from its nodes, the weights it reads (loaded from the weight store now) and typed
+ * inputs — and released right after, so one segment's weights and activations are resident at a time.
+ */
+export class SegmentPlan {
+  /** Per segment, the captured values it produces, in execution order. */
+  readonly values: ProducedValue[][];
+  /** For every carried value, the last segment that reads it. */
+  readonly lastUse: Map<string, number>;
+
+  constructor(
+    private readonly model: onnx.ModelProto,
+    readonly segments: readonly GraphSegment[],
+    private readonly weights: WeightStore,
+    structure: GraphStructure,
+    private readonly options: ort.InferenceSession.SessionOptions,
+  ) {
+    const segmentOfNode = new Map<number, number>();
+    segments.forEach((segment, s) => segment.nodes.forEach((index) => segmentOfNode.set(index, s)));
+    const segmentOfValue = new Map<string, number>();
+    (model.graph?.node ?? []).forEach((node, index) => {
+      for (const output of node.output ?? []) segmentOfValue.set(output, segmentOfNode.get(index)!);
+    });
+    this.values = segments.map(() => []);
+    for (const value of structure.values) {
+      const s = segmentOfValue.get(value.name);
+      if (s !== undefined) this.values[s]!.push(value);
+    }
+    this.lastUse = lastUse(segments);
+  }
+
+  /** Builds segment `k`'s session; `types` gives the onnxruntime type of every value it reads. */
+  async session(k: number, types: ReadonlyMap<string, string>): Promise<ort.InferenceSession> {
+    const segment = this.segments[k]!;
+    const graph = this.model.graph!;
+    const input = segment.inputs.map((name) => {
+      const elemType = ELEM_TYPE[types.get(name) ?? ''];
+      if (elemType === undefined) {
+        throw new EkkaError(
+          'runtime',
+          `segment ${segment.key || k}: the type of input "${name}" is unknown`,
+        );
+      }
+      return { name, type: { tensorType: { elemType } } };
+    });
+    const model = onnx.ModelProto.create({
+      irVersion: Number(this.model.irVersion),
+      opsetImport: this.model.opsetImport,
+      producerName: this.model.producerName,
+      graph: {
+        name: `${graph.name ?? 'graph'} ${segment.key}`,
+        node: segment.nodes.map((index) => graph.node![index]!),
+        initializer: await this.weights.load(segment.initializers),
+        input,
+        output: segment.outputs.map((name) => ({ name })),
+      },
+    });
+    const exposed = new Set(this.values[k]!.map((v) => v.name));
+    return ort.InferenceSession.create(exposeIntermediates(model, exposed), this.options);
+  }
+}
