@@ -62,6 +62,8 @@ export function relativeLocation(location: SourceLocation, baseDir: string): Sou
 /** Callbacks for progress; `point` fires once per compared module output, as soon as it exists. */
 export interface DiagnosisObserver {
   runStarted?(role: RunRole, info: OnnxRunInfo): void;
+  /** A run has run its next segment; its comparisons follow. */
+  segmentRan?(role: RunRole, segment: number): void;
   point?(point: SeriesPoint): void;
 }
 
@@ -288,6 +290,7 @@ export async function runDiagnosis(
   runs.push({ role: 'target', options: config.target, onRecord: onTarget });
   const schedule = await runSchedule(runs, inputs, {
     runStarted: (role, info) => observer.runStarted?.(role, info),
+    segmentRan: (role, segment) => observer.segmentRan?.(role, segment),
     afterSegment: dropSettled,
     signal,
   });

@@ -34,6 +34,8 @@ export async function runSchedule(
   hooks: {
     runStarted?(role: RunRole, info: OnnxRunInfo): void;
     afterSegment?(carried: ReadonlyMap<RunRole, ReadonlySet<string>>): void;
+    /** A run has just run its next segment (before its records are compared). */
+    segmentRan?(role: RunRole, segment: number): void;
     signal?: AbortSignal;
   } = {},
 ): Promise<Schedule> {
@@ -51,12 +53,14 @@ export async function runSchedule(
     const layouts = captures.map((c) => c.segmentKeys.join('|'));
     schedule.lockstep = layouts.every((layout) => layout === layouts[0]);
     const iterators = captures.map((c) => c.runSegments(inputs));
+    const segmentsRun = runs.map(() => 0);
     const step = async (i: number): Promise<boolean> => {
       const run = runs[i]!;
       const started = performance.now();
       const next = await iterators[i]!.next();
       schedule.ms[run.role] = (schedule.ms[run.role] ?? 0) + performance.now() - started;
       if (next.done) return false;
+      hooks.segmentRan?.(run.role, segmentsRun[i]!++);
       for (const record of next.value) {
         if (hooks.signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
         if (isFloatDType(record.dtype) || record.boundaryKey) run.onRecord(record);
