@@ -52,71 +52,161 @@ export const DEFAULT_COMPARE: CompareOptions = { atol: 1e-5, rtol: 1e-5, referen
 export function comparePair(
   target: FloatArray,
   reference: FloatArray,
-  { atol, rtol, referenceLimit }: CompareOptions = DEFAULT_COMPARE,
+  options: CompareOptions = DEFAULT_COMPARE,
 ): PairMetrics {
   if (target.length !== reference.length) {
     throw new RangeError(`element counts differ: ${target.length} vs ${reference.length}`);
   }
+  // Optimistic: one branch-free pass; NaN or ±Inf anywhere shows in its sums, then the careful pass.
+  return fastPass(target, reference, options) ?? carefulPass(target, reference, options);
+}
+
+interface Sums {
+  diffSq: number;
+  refSq: number;
+  targetSq: number;
+  dot: number;
+  maxAbs: number;
+  maxIndex: number;
+  violations: number;
+}
+
+const NO_NON_FINITE = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
+/** Elements per block: the pass keeps no per-element branch; the largest block is searched after. */
+const BLOCK = 4096;
+
+function fastPass(
+  target: FloatArray,
+  reference: FloatArray,
+  options: CompareOptions,
+): PairMetrics | undefined {
+  const { atol, rtol, referenceLimit: limit } = options;
+  const n = target.length;
   let diffSq = 0;
   let refSq = 0;
   let targetSq = 0;
   let dot = 0;
-  let maxAbs = 0;
-  let maxIndex = -1;
-  let tNan = 0;
-  let tInf = 0;
-  let rNan = 0;
-  let rInf = 0;
-  let mismatches = 0;
   let violations = 0;
-  for (let i = 0; i < target.length; i++) {
-    const t = target[i]!;
-    const raw = reference[i]!;
-    const r = raw > referenceLimit ? referenceLimit : raw < -referenceLimit ? -referenceLimit : raw;
-    if (Number.isFinite(t) && Number.isFinite(r)) {
+  let maxAbs = -1;
+  let maxBlock = 0;
+  for (let start = 0; start < n; start += BLOCK) {
+    const end = Math.min(n, start + BLOCK);
+    let blockMax = 0;
+    for (let i = start; i < end; i++) {
+      const t = target[i]!;
+      const r = Math.min(limit, Math.max(-limit, reference[i]!));
       const d = t - r;
       diffSq += d * d;
       refSq += r * r;
       targetSq += t * t;
       dot += t * r;
       const a = Math.abs(d);
-      if (a > atol + rtol * Math.abs(r)) violations++;
-      if (a > maxAbs || maxIndex < 0) {
-        maxAbs = a;
-        maxIndex = i;
-      }
-      continue;
+      blockMax = Math.max(blockMax, a);
+      violations += a > atol + rtol * Math.abs(r) ? 1 : 0;
     }
-    if (Number.isNaN(t)) tNan++;
-    else if (!Number.isFinite(t)) tInf++;
-    if (Number.isNaN(r)) rNan++;
-    else if (!Number.isFinite(r)) rInf++;
-    const agree = t === r || (Number.isNaN(t) && Number.isNaN(r));
-    if (!agree) {
-      mismatches++;
-      violations++;
+    if (blockMax > maxAbs) {
+      maxAbs = blockMax;
+      maxBlock = start;
     }
   }
-  const diffNorm = Math.sqrt(diffSq);
-  const referenceNorm = Math.sqrt(refSq);
-  const targetNorm = Math.sqrt(targetSq);
+  if (!Number.isFinite(diffSq + refSq + targetSq + dot + maxAbs)) return undefined;
+  let maxIndex = n > 0 ? maxBlock : -1;
+  for (let i = maxBlock; i < Math.min(n, maxBlock + BLOCK); i++) {
+    if (Math.abs(target[i]! - Math.min(limit, Math.max(-limit, reference[i]!))) === maxAbs) {
+      maxIndex = i;
+      break;
+    }
+  }
+  return metricsFrom(
+    n,
+    { diffSq, refSq, targetSq, dot, maxAbs: Math.max(maxAbs, 0), maxIndex, violations },
+    NO_NON_FINITE,
+  );
+}
+
+/** Element by element, keeping non-finite values out of the sums and counting them. */
+function carefulPass(
+  target: FloatArray,
+  reference: FloatArray,
+  options: CompareOptions,
+): PairMetrics {
+  const { atol, rtol, referenceLimit: limit } = options;
+  const sums: Sums = {
+    diffSq: 0,
+    refSq: 0,
+    targetSq: 0,
+    dot: 0,
+    maxAbs: -1,
+    maxIndex: -1,
+    violations: 0,
+  };
+  const nonFinite = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
+  for (let i = 0; i < target.length; i++) {
+    const t = target[i]!;
+    let r = reference[i]!;
+    if (r > limit) r = limit;
+    else if (r < -limit) r = -limit;
+    const d = t - r;
+    // The difference of two finite values is finite in float64.
+    if (d - d !== 0) {
+      countNonFinite(t, r, nonFinite);
+      continue;
+    }
+    sums.diffSq += d * d;
+    sums.refSq += r * r;
+    sums.targetSq += t * t;
+    sums.dot += t * r;
+    const a = Math.abs(d);
+    if (a > atol + rtol * Math.abs(r)) sums.violations++;
+    if (a > sums.maxAbs) {
+      sums.maxAbs = a;
+      sums.maxIndex = i;
+    }
+  }
+  sums.violations += nonFinite.mismatches;
+  if (sums.maxIndex < 0) sums.maxAbs = 0;
+  return metricsFrom(target.length, sums, nonFinite);
+}
+
+function metricsFrom(
+  elements: number,
+  sums: Sums,
+  nonFinite: { tNan: number; tInf: number; rNan: number; rInf: number; mismatches: number },
+): PairMetrics {
+  const diffNorm = Math.sqrt(sums.diffSq);
+  const referenceNorm = Math.sqrt(sums.refSq);
+  const targetNorm = Math.sqrt(sums.targetSq);
   let cosineSimilarity: number;
   if (referenceNorm === 0 && targetNorm === 0) cosineSimilarity = 1;
   else if (referenceNorm === 0 || targetNorm === 0) cosineSimilarity = 0;
-  else cosineSimilarity = dot / (referenceNorm * targetNorm);
+  else cosineSimilarity = sums.dot / (referenceNorm * targetNorm);
   return {
-    elements: target.length,
+    elements,
     diffNorm,
     referenceNorm,
     relativeL2Error: referenceNorm > 0 ? diffNorm / referenceNorm : diffNorm > 0 ? Infinity : 0,
     cosineSimilarity,
-    maxAbsError: maxAbs,
-    maxAbsErrorIndex: maxIndex,
-    target: { nan: tNan, inf: tInf },
-    reference: { nan: rNan, inf: rInf },
-    nonFiniteMismatches: mismatches,
-    toleranceViolations: violations,
+    maxAbsError: sums.maxAbs,
+    maxAbsErrorIndex: sums.maxIndex,
+    target: { nan: nonFinite.tNan, inf: nonFinite.tInf },
+    reference: { nan: nonFinite.rNan, inf: nonFinite.rInf },
+    nonFiniteMismatches: nonFinite.mismatches,
+    toleranceViolations: sums.violations,
   };
+}
+
+/** The rare path: at least one side is NaN or infinite. */
+function countNonFinite(
+  t: number,
+  r: number,
+  counts: { tNan: number; tInf: number; rNan: number; rInf: number; mismatches: number },
+): void {
+  if (t !== t) counts.tNan++;
+  else if (t === Infinity || t === -Infinity) counts.tInf++;
+  if (r !== r) counts.rNan++;
+  else if (r === Infinity || r === -Infinity) counts.rInf++;
+  const agree = t === r || (t !== t && r !== r);
+  if (!agree) counts.mismatches++;
 }
 
 /** A flat index as a multi-dimensional one (row-major), for messages such as "[0, 3, 17]". */

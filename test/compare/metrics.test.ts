@@ -7,7 +7,7 @@ import {
   toFloatArray,
   UNIT_ROUNDOFF,
 } from '../../native-bridge/tensors/dtypes';
-import { assertClose } from '../support/numbers';
+import { assertClose, seededRandom } from '../support/numbers';
 
 describe('comparePair', () => {
   it('matches hand-computed metrics', () => {
@@ -65,6 +65,36 @@ describe('comparePair', () => {
     });
     assert.equal(mask.diffNorm, 0);
     assert.equal(mask.referenceNorm, 65504);
+  });
+
+  it('agrees with a naive float64 loop on large random tensors, with and without a NaN', () => {
+    const random = seededRandom(42);
+    const n = 20_000; // several blocks of the fast pass
+    const t = new Float32Array(n);
+    const r = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      r[i] = (random() - 0.5) * 10;
+      t[i] = r[i]! + (random() - 0.5) * 1e-3;
+    }
+    t[13_579] = r[13_579]! + 0.5; // the largest difference, in the fourth block
+    const naive = (skip: number) => {
+      let d2 = 0;
+      let r2 = 0;
+      for (let i = 0; i < n; i++) {
+        if (i === skip) continue;
+        d2 += (t[i]! - r[i]!) ** 2;
+        r2 += r[i]! ** 2;
+      }
+      return Math.sqrt(d2) / Math.sqrt(r2);
+    };
+    const fast = comparePair(t, r);
+    assertClose(fast.relativeL2Error, naive(-1), { rtol: 1e-12 }, 'relative L2');
+    assert.equal(fast.maxAbsErrorIndex, 13_579);
+    t[7] = NaN; // forces the careful pass
+    const careful = comparePair(t, r);
+    assertClose(careful.relativeL2Error, naive(7), { rtol: 1e-12 }, 'relative L2 without the NaN');
+    assert.equal(careful.maxAbsErrorIndex, 13_579);
+    assert.equal(careful.target.nan, 1);
   });
 
   it('refuses arrays of different lengths', () => {
