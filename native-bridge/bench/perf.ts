@@ -40,7 +40,10 @@ export interface PerfReport {
 
 /** Writes the models, inputs and configs of one depth; returns the folder. */
 async function prepare(root: string, shape: PerfModelShape): Promise<string> {
-  const dir = path.join(root, `layers-${shape.layers}`);
+  const dir = path.join(
+    root,
+    `h${shape.hidden}-i${shape.intermediate}-a${shape.heads}-v${shape.vocab}-s${shape.sequence}-l${shape.layers}`,
+  );
   await fs.mkdir(dir, { recursive: true });
   const bugLayer = Math.floor(shape.layers / 2);
   await writePerfModel(path.join(dir, 'reference.onnx'), shape);

@@ -58,8 +58,9 @@ function constant(
  * A LLaMA-style decoder as an ONNX graph, built directly: token embedding, per layer RMSNorm,
  * multi-head causal self-attention, residual, RMSNorm, SwiGLU MLP, residual; final RMSNorm and
  * lm_head. Node names carry PyTorch-style scopes (`/model/layers.3/self_attn/q_proj/MatMul`).
- * Rotary embedding is left out (it does not change the cost picture). `bugLayer` scales that
- * layer's attention scores by 1/head_dim instead of 1/√head_dim.
+ * Rotary embedding is left out (it does not change the cost picture). `bugLayer` gets ReLU where
+ * SwiGLU's SiLU belongs: a wrong activation, plain to see even with random weights (whose
+ * near-uniform attention would hide an attention bug).
  */
 export function buildPerfModel(shape: PerfModelShape, bugLayer?: number): onnx.ModelProto {
   const { hidden, intermediate, heads, layers, vocab, sequence } = shape;
@@ -138,7 +139,7 @@ export function buildPerfModel(shape: PerfModelShape, bugLayer?: number): onnx.M
     const q = split('q_proj');
     const kT = node(attn, 'Transpose', [split('k_proj')], [ints('perm', [0, 1, 3, 2])]);
     const v = split('v_proj');
-    const scale = layer === bugLayer ? 1 / headDim : 1 / Math.sqrt(headDim);
+    const scale = 1 / Math.sqrt(headDim);
     initializers.push(constant(`${attn.slice(1)}.scale`, [], [scale]));
     const scores = node(attn, 'Add', [
       node(attn, 'Mul', [node(attn, 'MatMul', [q, kT]), `${attn.slice(1)}.scale`]),
@@ -158,10 +159,10 @@ export function buildPerfModel(shape: PerfModelShape, bugLayer?: number): onnx.M
     const mlp = `${scope}/mlp`;
     const normed2 = rmsNorm(`${scope}/post_attention_layernorm`, x);
     const gate = linear(`${mlp}/gate_proj`, normed2, hidden, intermediate);
-    const activated = node(`${mlp}/act_fn`, 'Mul', [
-      gate,
-      node(`${mlp}/act_fn`, 'Sigmoid', [gate]),
-    ]);
+    const activated =
+      layer === bugLayer
+        ? node(`${mlp}/act_fn`, 'Relu', [gate])
+        : node(`${mlp}/act_fn`, 'Mul', [gate, node(`${mlp}/act_fn`, 'Sigmoid', [gate])]);
     const up = linear(`${mlp}/up_proj`, normed2, hidden, intermediate);
     x = node(scope, 'Add', [
       x,

@@ -74,11 +74,16 @@ interface ReferenceValue {
 }
 
 interface ComparedOp {
+  /** Position in the run's execution order. */
+  seq: number;
   module: string;
   node: string;
   op: string;
   ratio: number;
 }
+
+/** Suspects whose segments are run again to name the op inside them. */
+const OP_DETAIL_SUSPECTS = 3;
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -185,6 +190,7 @@ export async function runDiagnosis(
     if (record.boundaryKey && metrics.nonFiniteMismatches > 0 && ratio.ratio < RATIO_CAP)
       excusedNonFinite++;
     comparedOps.push({
+      seq: record.seq,
       module: record.module,
       node: record.nodeName,
       op: record.op,
@@ -230,6 +236,7 @@ export async function runDiagnosis(
       index: series.length,
       module: record.module,
       call: record.call,
+      segment: record.segment,
       key,
       node: record.nodeName,
       op: record.op,
@@ -293,97 +300,128 @@ export async function runDiagnosis(
     segmentRan: (role, segment) => observer.segmentRan?.(role, segment),
     afterSegment: dropSettled,
     signal,
+    detail: 'modules',
   });
-
-  const warnings: string[] = [];
-  if (excusedNonFinite > 0) {
-    warnings.push(
-      `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
-    );
+  try {
+    return await localize();
+  } finally {
+    await schedule.release();
   }
-  const detection = detectChangePoint(
-    series.map((p) => p.ratio),
-    {
-      threshold: thresholds.ratio,
-      minRun: thresholds.minRun,
-      penaltyScale: thresholds.penaltyScale,
-      minSigma: 0.1,
-    },
-  );
-  let suspects: Suspect[] = [];
-  if (detection.index !== null) {
-    const ranked = rankSuspects(series, detection.index, {
-      threshold: thresholds.ratio,
-      maxSuspects: thresholds.maxSuspects,
-      lookback: thresholds.lookback,
-    });
-    const locations = await locateSources(
-      config,
-      ranked.map((s) => s.module),
-      warnings,
-    );
-    suspects = ranked.map((suspect, rank) => {
-      const point = series[suspect.index]!;
-      // The first op in the module whose error exceeds what enters the module by the threshold.
-      const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
-      const firstDivergentOp = comparedOps.find(
-        (op) => op.module === suspect.module && op.ratio >= bar,
+
+  /** Change point, suspects (their segments run again for every op), source lines, the result. */
+  async function localize(): Promise<DiagnosisResult> {
+    const warnings: string[] = [];
+    if (excusedNonFinite > 0) {
+      warnings.push(
+        `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
       );
-      const location = locations[rank];
-      return {
-        rank: rank + 1,
-        module: suspect.module,
-        op: firstDivergentOp?.op ?? point.op,
-        node: firstDivergentOp?.node ?? point.node,
-        ratio: suspect.ratio,
-        ownJump: suspect.ownJump,
-        confidence: suspect.confidence,
-        index: suspect.index,
-        source: location ? relativeLocation(location, config.baseDir) : null,
-      };
-    });
+    }
+    const detection = detectChangePoint(
+      series.map((p) => p.ratio),
+      {
+        threshold: thresholds.ratio,
+        minRun: thresholds.minRun,
+        penaltyScale: thresholds.penaltyScale,
+        minSigma: 0.1,
+      },
+    );
+    let suspects: Suspect[] = [];
+    if (detection.index !== null) {
+      const ranked = rankSuspects(series, detection.index, {
+        threshold: thresholds.ratio,
+        maxSuspects: thresholds.maxSuspects,
+        lookback: thresholds.lookback,
+      });
+      await compareOpsOfSegments(
+        ranked.slice(0, OP_DETAIL_SUSPECTS).map((r) => series[r.index]!.segment),
+      );
+      comparedOps.sort((a, b) => a.seq - b.seq);
+      const locations = await locateSources(
+        config,
+        ranked.map((s) => s.module),
+        warnings,
+      );
+      suspects = ranked.map((suspect, rank) => {
+        const point = series[suspect.index]!;
+        // The first op in the module whose error exceeds what enters the module by the threshold.
+        const bar = thresholds.ratio * Math.max(point.inputRatio, 1);
+        const firstDivergentOp = comparedOps.find(
+          (op) => op.module === suspect.module && op.ratio >= bar,
+        );
+        const location = locations[rank];
+        return {
+          rank: rank + 1,
+          module: suspect.module,
+          op: firstDivergentOp?.op ?? point.op,
+          node: firstDivergentOp?.node ?? point.node,
+          ratio: suspect.ratio,
+          ownJump: suspect.ownJump,
+          confidence: suspect.confidence,
+          index: suspect.index,
+          source: location ? relativeLocation(location, config.baseDir) : null,
+        };
+      });
+    }
+
+    const changePoint =
+      detection.index === null
+        ? null
+        : {
+            index: detection.index,
+            module: series[detection.index]!.module,
+            ratio: series[detection.index]!.ratio,
+          };
+    const result: DiagnosisResult = {
+      format: 'ekka-diagnosis',
+      version: 1,
+      runs: { target: schedule.infos.target!, reference: schedule.infos.reference! },
+      noise: {
+        source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
+        floorFactor,
+        floorDType,
+      },
+      thresholds: {
+        ratio: thresholds.ratio,
+        minRun: thresholds.minRun,
+        penaltyScale: thresholds.penaltyScale,
+        lookback: thresholds.lookback,
+      },
+      series,
+      changePoint,
+      spikes: detection.spikes,
+      suspects,
+      unmatched,
+      warnings,
+      comparedOps: comparedOps.length,
+      timings: {
+        totalMs: performance.now() - started,
+        runsMs: schedule.ms,
+        lockstep: schedule.lockstep,
+      },
+    };
+    if (schedule.infos.referenceLowPrecision) {
+      result.runs.referenceLowPrecision = schedule.infos.referenceLowPrecision;
+    }
+    if (config.name) result.name = config.name;
+    if (config.file) result.config = config.file;
+    return result;
   }
 
-  const changePoint =
-    detection.index === null
-      ? null
-      : {
-          index: detection.index,
-          module: series[detection.index]!.module,
-          ratio: series[detection.index]!.ratio,
-        };
-  const result: DiagnosisResult = {
-    format: 'ekka-diagnosis',
-    version: 1,
-    runs: { target: schedule.infos.target!, reference: schedule.infos.reference! },
-    noise: {
-      source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
-      floorFactor,
-      floorDType,
-    },
-    thresholds: {
-      ratio: thresholds.ratio,
-      minRun: thresholds.minRun,
-      penaltyScale: thresholds.penaltyScale,
-      lookback: thresholds.lookback,
-    },
-    series,
-    changePoint,
-    spikes: detection.spikes,
-    suspects,
-    unmatched,
-    warnings,
-    comparedOps: comparedOps.length,
-    timings: {
-      totalMs: performance.now() - started,
-      runsMs: schedule.ms,
-      lockstep: schedule.lockstep,
-    },
-  };
-  if (schedule.infos.referenceLowPrecision) {
-    result.runs.referenceLowPrecision = schedule.infos.referenceLowPrecision;
+  /**
+   * A partitioned run compared module outputs only; the segments holding the suspects run again
+   * with every op exposed (from the inputs each run gave them), and their ops are compared.
+   */
+  async function compareOpsOfSegments(segments: readonly number[]): Promise<void> {
+    const target = schedule.captures.get('target');
+    if (!schedule.lockstep || target?.info.capture !== 'partitioned') return;
+    for (const k of [...new Set(segments)]) {
+      for (const run of runs) {
+        const records = await schedule.captures.get(run.role)!.rerunSegment(k);
+        for (const record of records) {
+          if (!record.boundaryKey && isFloatDType(record.dtype)) run.onRecord(record);
+        }
+      }
+      referenceByOp.clear();
+    }
   }
-  if (config.name) result.name = config.name;
-  if (config.file) result.config = config.file;
-  return result;
 }

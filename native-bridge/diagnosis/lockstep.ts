@@ -1,7 +1,12 @@
 import { EkkaError } from '../errors';
 import type { ActivationRecord } from '../runners/activationRecord';
 import type { InputTensor } from '../runners/inputFile';
-import { OnnxCapture, type OnnxRunInfo, type OnnxRunOptions } from '../runners/onnxRunner';
+import {
+  OnnxCapture,
+  type CaptureDetail,
+  type OnnxRunInfo,
+  type OnnxRunOptions,
+} from '../runners/onnxRunner';
 import { isFloatDType } from '../tensors/dtypes';
 
 export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
@@ -14,6 +19,9 @@ export interface ScheduledRun {
 }
 
 export interface Schedule {
+  /** The runs' captures, still open for reruns of single segments; call `release()` when done. */
+  captures: Map<RunRole, OnnxCapture>;
+  release(): Promise<void>;
   infos: Partial<Record<RunRole, OnnxRunInfo>>;
   /** Time spent in each run (session building and running), in milliseconds. */
   ms: Partial<Record<RunRole, number>>;
@@ -26,7 +34,7 @@ export interface Schedule {
  * cut their graphs into the same layers — and calls `afterSegment` once a segment has gone through
  * every run, with the values each run carries to later segments: everything else may be dropped.
  * When the segmentations differ, each run goes through whole in turn and `afterSegment` is called
- * once at the end.
+ * once at the end. The captures stay open (for reruns) until `release()`.
  */
 export async function runSchedule(
   runs: readonly ScheduledRun[],
@@ -37,22 +45,34 @@ export async function runSchedule(
     /** A run has just run its next segment (before its records are compared). */
     segmentRan?(role: RunRole, segment: number): void;
     signal?: AbortSignal;
+    /** `modules`: partitioned runs return module outputs only (see OnnxCapture.runSegments). */
+    detail?: CaptureDetail;
   } = {},
 ): Promise<Schedule> {
   const captures: OnnxCapture[] = [];
-  const schedule: Schedule = { infos: {}, ms: {}, lockstep: false };
+  const release = async () => {
+    for (const capture of captures) await capture.release();
+  };
+  const schedule: Schedule = {
+    captures: new Map(),
+    release,
+    infos: {},
+    ms: {},
+    lockstep: false,
+  };
   try {
     for (const run of runs) {
       const started = performance.now();
       const capture = await OnnxCapture.open(run.options);
       captures.push(capture);
+      schedule.captures.set(run.role, capture);
       schedule.infos[run.role] = capture.info;
       schedule.ms[run.role] = performance.now() - started;
       hooks.runStarted?.(run.role, capture.info);
     }
     const layouts = captures.map((c) => c.segmentKeys.join('|'));
     schedule.lockstep = layouts.every((layout) => layout === layouts[0]);
-    const iterators = captures.map((c) => c.runSegments(inputs));
+    const iterators = captures.map((c) => c.runSegments(inputs, hooks.detail));
     const segmentsRun = runs.map(() => 0);
     const step = async (i: number): Promise<boolean> => {
       const run = runs[i]!;
@@ -79,8 +99,9 @@ export async function runSchedule(
       for (let i = 0; i < runs.length; i++) while (await step(i));
     }
     hooks.afterSegment?.(new Map(runs.map((run) => [run.role, new Set<string>()])));
-  } finally {
-    for (const capture of captures) await capture.release();
+  } catch (cause) {
+    await release();
+    throw cause;
   }
   return schedule;
 }

@@ -11,6 +11,8 @@ export interface SeriesPoint {
   module: string;
   /** Which call of the module: 1, or 2 for a second call (a decode step after the prefill), ... */
   call: number;
+  /** Index of the segment (layer) that produced it in a partitioned run. */
+  segment: number;
   /** Alignment key shared by both runs: `${module}@out${k}`. */
   key: string;
   node: string;

@@ -26,6 +26,8 @@ export interface ActivationRecord {
   module: string;
   /** Which call of the module produced it: 1, or 2 for a second call (a decode step), ... */
   call: number;
+  /** Index of the segment that produced it (0 for a whole-graph run). */
+  segment: number;
   /** Alignment key of the op output: `${module}|${op}#${ordinal}`. */
   opKey: string;
   /**

@@ -9,7 +9,9 @@ import { WeightStore } from '../onnx/weightStore';
 import { isFloatDType, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
 import type { InputTensor } from './inputFile';
-import { SegmentPlan } from './segments';
+import { SegmentPlan, type CaptureDetail } from './segments';
+
+export type { CaptureDetail };
 import { exposedSession, lowPrecisionSession } from './sessions';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
@@ -108,6 +110,13 @@ interface RecordCounters {
  * in execution order, one batch per segment. Call `release()` when done.
  */
 export class OnnxCapture {
+  /** Inputs and numbering of every segment of the last `modules` run, for rerunSegment. */
+  private replay?: {
+    types: Map<string, string>;
+    inputs: Record<string, ort.Tensor>[];
+    counters: RecordCounters[];
+  };
+
   private constructor(
     private readonly plan: RunPlan,
     readonly info: OnnxRunInfo,
@@ -123,7 +132,9 @@ export class OnnxCapture {
     // bfloat16 values cannot cross between segments through onnxruntime-node.
     const wanted: CaptureMode =
       precision === 'bfloat16' ? 'whole-graph' : (options.capture ?? 'partitioned');
-    const base = { graphOptimizationLevel: options.optimization };
+    // Errors only: a session exposing part of a graph makes onnxruntime warn about every constant
+    // it no longer needs.
+    const base = { graphOptimizationLevel: options.optimization, logSeverityLevel: 3 as const };
     // Partition and detach the weights once, whatever provider ends up running.
     const float32Segments =
       precision === 'float32' && wanted === 'partitioned' ? partitionGraph(file.model.graph!) : [];
@@ -163,9 +174,6 @@ export class OnnxCapture {
         structure,
         withProvider,
       );
-      // Build the first segment now: a model the provider cannot load fails here, not mid-run.
-      const types = new Map(inputs.map((i) => [i.name, i.type]));
-      await (await plan.session(0, types)).release();
       return { plan: { kind: 'segments', plan } };
     };
 
@@ -278,27 +286,36 @@ export class OnnxCapture {
 
   /**
    * Runs once, yielding each segment's records as soon as the segment has run. Tensors carried to
-   * later segments are dropped after their last reader.
+   * later segments are dropped after their last reader. With `modules` detail a partitioned run
+   * returns only module outputs and keeps each segment's inputs, so that `rerunSegment` can return
+   * every op of a segment later (a whole-graph run always returns every op).
    */
-  async *runSegments(inputs: readonly InputTensor[]): AsyncGenerator<ActivationRecord[]> {
+  async *runSegments(
+    inputs: readonly InputTensor[],
+    detail: CaptureDetail = 'ops',
+  ): AsyncGenerator<ActivationRecord[]> {
     const carried = this.feeds(inputs);
     const counters: RecordCounters = { seq: 0, boundaryOrdinals: new Map() };
     if (this.plan.kind === 'whole') {
       const results = await this.runSession(this.plan.session, Object.fromEntries(carried));
-      yield this.records(this.structure.values, results, counters);
+      yield this.records(this.structure.values, results, counters, 0);
       return;
     }
     const plan = this.plan.plan;
     const types = new Map(this.inputs.map((i) => [i.name, i.type]));
+    this.replay = detail === 'modules' ? { types, inputs: [], counters: [] } : undefined;
     for (let k = 0; k < plan.segments.length; k++) {
       const segment = plan.segments[k]!;
-      const session = await plan.session(k, types);
+      const feeds = Object.fromEntries(segment.inputs.map((name) => [name, carried.get(name)!]));
+      this.replay?.inputs.push(feeds);
+      this.replay?.counters.push({
+        seq: counters.seq,
+        boundaryOrdinals: new Map(counters.boundaryOrdinals),
+      });
+      const session = await plan.session(k, types, detail);
       let results: Record<string, ort.OnnxValue | undefined>;
       try {
-        results = await this.runSession(
-          session,
-          Object.fromEntries(segment.inputs.map((name) => [name, carried.get(name)!])),
-        );
+        results = await this.runSession(session, feeds);
       } finally {
         await session.release();
       }
@@ -311,7 +328,30 @@ export class OnnxCapture {
       for (const name of [...carried.keys()]) {
         if ((plan.lastUse.get(name) ?? -1) <= k) carried.delete(name);
       }
-      yield this.records(plan.values[k]!, results, counters);
+      yield this.records(plan.values[k]!, results, counters, k);
+    }
+  }
+
+  /**
+   * Every op's output of segment `k` of the last `modules` run, computed again from the inputs that
+   * run gave the segment; keys and order are those the full run would have produced.
+   */
+  async rerunSegment(k: number): Promise<ActivationRecord[]> {
+    if (this.plan.kind !== 'segments' || !this.replay?.inputs[k]) {
+      throw new EkkaError(
+        'runtime',
+        `segment ${k} cannot be run again: no partitioned run kept its inputs`,
+      );
+    }
+    const plan = this.plan.plan;
+    const session = await plan.session(k, this.replay.types, 'ops');
+    try {
+      const results = await this.runSession(session, this.replay.inputs[k]);
+      const snapshot = this.replay.counters[k]!;
+      const counters = { seq: snapshot.seq, boundaryOrdinals: new Map(snapshot.boundaryOrdinals) };
+      return this.records(plan.values[k]!, results, counters, k);
+    } finally {
+      await session.release();
     }
   }
 
@@ -335,21 +375,25 @@ export class OnnxCapture {
     values: readonly ProducedValue[],
     results: Record<string, ort.OnnxValue | undefined>,
     counters: RecordCounters,
+    segment: number,
   ): ActivationRecord[] {
     const records: ActivationRecord[] = [];
     for (const value of values) {
       const widened = `${value.name}${WIDENED_SUFFIX}`;
       const tensor = results[value.name] ?? results[widened];
+      // seq counts every value, returned or not: a modules-only run and a rerun agree on it.
+      const seq = counters.seq++;
       if (!tensor) continue;
       // A bfloat16 value arrives as its exact float32 copy; its dtype stays bfloat16.
       const dtype = (results[value.name] ? tensor.type : 'bfloat16') as DType;
       const record: ActivationRecord = {
-        seq: counters.seq++,
+        seq,
         name: value.name,
         nodeName: value.node.name,
         op: value.node.opType,
         module: value.node.module,
         call: value.node.call,
+        segment,
         opKey: value.key,
         dtype,
         shape: tensor.dims.map(Number),

@@ -6,6 +6,9 @@ import { exposeIntermediates } from '../onnx/modelFile';
 import { lastUse, type GraphSegment } from '../onnx/partition';
 import type { WeightStore } from '../onnx/weightStore';
 
+/** What a segment run returns: module outputs only, or every op's output. */
+export type CaptureDetail = 'modules' | 'ops';
+
 /** ONNX element types by onnxruntime's type names. */
 const ELEM_TYPE: Record<string, number> = {
   float32: 1,
@@ -56,8 +59,15 @@ export class SegmentPlan {
     this.lastUse = lastUse(segments);
   }
 
-  /** Builds segment `k`'s session; `types` gives the onnxruntime type of every value it reads. */
-  async session(k: number, types: ReadonlyMap<string, string>): Promise<ort.InferenceSession> {
+  /**
+   * Builds segment `k`'s session; `types` gives the onnxruntime type of every value it reads.
+   * `modules` exposes only the values that leave their module (the series), `ops` every value.
+   */
+  async session(
+    k: number,
+    types: ReadonlyMap<string, string>,
+    detail: CaptureDetail,
+  ): Promise<ort.InferenceSession> {
     const segment = this.segments[k]!;
     const graph = this.model.graph!;
     const input = segment.inputs.map((name) => {
@@ -82,7 +92,9 @@ export class SegmentPlan {
         output: segment.outputs.map((name) => ({ name })),
       },
     });
-    const exposed = new Set(this.values[k]!.map((v) => v.name));
+    const exposed = new Set(
+      this.values[k]!.filter((v) => detail === 'ops' || v.boundary).map((v) => v.name),
+    );
     return ort.InferenceSession.create(exposeIntermediates(model, exposed), this.options);
   }
 }
