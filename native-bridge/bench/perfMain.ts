@@ -50,6 +50,14 @@ export function formatPerfReport(report: PerfReport): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const row of [header, ...rows])
     lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
+  lines.push('', 'partitioned diagnosis time, by part:');
+  for (const d of report.depths) {
+    const p = d.partitioned;
+    const rest = Number(p.totalMs) - Number(p.referenceMs) - Number(p.targetMs);
+    lines.push(
+      `  ${d.layers} layers: reference run ${seconds(p.referenceMs)}, target run ${seconds(p.targetMs)} (each: read weights, build and run every segment); comparison, localization and suspect reruns ${seconds(rest)}`,
+    );
+  }
   lines.push('', 'targets:');
   const compareOk = Number(report.comparison.gbPerSecond) >= 1;
   lines.push(`  comparison ≥ 1 GB/s per core: ${compareOk ? 'met' : 'not met'}`);

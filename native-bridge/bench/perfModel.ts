@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 
 /** Shape of the generated LLaMA-style decoder. */
@@ -195,16 +196,37 @@ export function buildPerfModel(shape: PerfModelShape, bugLayer?: number): onnx.M
   });
 }
 
-/** Writes the model unless the file exists (generation is deterministic). */
+/**
+ * Writes the model unless it exists (generation is deterministic), the way large models ship: the
+ * graph in `file`, every initializer of 4 KiB or more in `file.data` (ONNX external data).
+ */
 export async function writePerfModel(
   file: string,
   shape: PerfModelShape,
   bugLayer?: number,
 ): Promise<void> {
   if (await fs.stat(file).catch(() => undefined)) return;
-  await fs.writeFile(
-    `${file}.partial`,
-    onnx.ModelProto.encode(buildPerfModel(shape, bugLayer)).finish(),
-  );
+  const model = buildPerfModel(shape, bugLayer);
+  const dataFile = `${path.basename(file)}.data`;
+  const handle = await fs.open(path.join(path.dirname(file), dataFile), 'w');
+  try {
+    let offset = 0;
+    for (const tensor of model.graph!.initializer ?? []) {
+      const raw = tensor.rawData;
+      if (!raw || raw.length < 4096) continue;
+      await handle.write(raw, 0, raw.length, offset);
+      tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+      tensor.externalData = [
+        { key: 'location', value: dataFile },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.length) },
+      ];
+      tensor.rawData = new Uint8Array(0);
+      offset += raw.length;
+    }
+  } finally {
+    await handle.close();
+  }
+  await fs.writeFile(`${file}.partial`, onnx.ModelProto.encode(model).finish());
   await fs.rename(`${file}.partial`, file);
 }

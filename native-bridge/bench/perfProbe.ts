@@ -58,6 +58,8 @@ async function diagnose(configFile: string): Promise<Record<string, unknown>> {
     segments: result.runs.target.segments,
     lockstep: result.timings.lockstep,
     topSuspect: result.suspects[0]?.module ?? null,
+    referenceMs: result.timings.runsMs.reference ?? NaN,
+    targetMs: result.timings.runsMs.target ?? NaN,
     moduleOutputs: result.series.length,
   };
 }
