@@ -116,6 +116,16 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
       ]);
     }
     lines.push(table(rows));
+    if (top?.ownRatio !== undefined) {
+      const starts = top.ownRatio >= result.thresholds.ratio;
+      lines.push(
+        '',
+        `Run on the reference's inputs, ${moduleName(top.module)} ${starts ? 'still diverges' : 'agrees'} (ratio ${fmt(top.ownRatio)}): ` +
+          (starts
+            ? 'the error starts in its segment.'
+            : 'its error comes from an earlier segment.'),
+      );
+    }
   }
   lines.push('', `Finished in ${(result.timings.totalMs / 1000).toFixed(2)} s.`);
   return lines.join('\n');

@@ -7,6 +7,7 @@ import { findRewiring } from '../localize/rewiring';
 import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile } from '../runners/inputFile';
+import type { Tensor } from 'onnxruntime-node';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
 
@@ -127,7 +128,9 @@ export async function runDiagnosis(
   // The low-precision reference is reduced to its distance from the reference right away.
   const lowPrecisionGap = new Map<string, PairMetrics>();
   const lowPrecisionDType: FloatDType = config.referenceLowPrecision?.precision ?? 'float32';
+  const lowPrecisionKeyByName = new Map<string, string>();
   const onLowPrecision = (record: ActivationRecord): void => {
+    if (record.boundaryKey) lowPrecisionKeyByName.set(record.name, record.boundaryKey);
     const key = record.boundaryKey ?? record.opKey;
     const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
     if (!ref || !isFloatDType(record.dtype) || !sameShape(ref.record.shape, record.shape)) return;
@@ -151,7 +154,30 @@ export async function runDiagnosis(
   let floorDType: FloatDType = 'float32';
 
   const targetKeyByName = new Map<string, string>();
+  /** Reference module outputs of the segments run again for the suspects. */
+  const rerunReference = new Map<string, ReferenceValue>();
   const targetBoundaryData = new Map<string, { name: string; data: FloatArray }>();
+  /** Compares a target value with its reference: metrics and robust error ratio. */
+  const measure = (record: ActivationRecord, ref: ReferenceValue, key: string) => {
+    const exact = !isFloatDType(record.dtype);
+    const data = toNumberArray(record.dtype, record.data as ArrayLike<number>);
+    // The precision this value was computed at (a converted graph returns float32 logits).
+    const runDType = exact ? 'float64' : coarserDType(record.dtype as FloatDType, targetPrecision);
+    const compareOptions = { ...DEFAULT_COMPARE, referenceLimit: MAX_FINITE[runDType] };
+    const metrics = comparePair(data, ref.data, compareOptions);
+    const gap = lowPrecisionGap.get(key);
+    // Without a measured gap the floor follows the coarsest precision involved: the record's storage
+    // type, the target run's precision (a converted graph returns float32 logits of float16 values)
+    // and the reference's.
+    const dtype = gap ? ref.dtype : coarserDType(runDType, ref.dtype);
+    if (!exact) floorDType = coarserDType(floorDType, dtype);
+    // Integers and bools (positions, indices, masks) must match exactly: any difference diverges.
+    const ratio: ErrorRatio = exact
+      ? { ratio: metrics.diffNorm > 0 ? RATIO_CAP : 0, noise: 0, noiseSource: 'analytic-floor' }
+      : errorRatio(metrics, gap, dtype, { floorFactor });
+    return { data, metrics, ratio, runDType, compareOptions };
+  };
+
   const onTarget = (record: ActivationRecord): void => {
     const key = record.boundaryKey ?? record.opKey;
     if (record.boundaryKey) targetKeyByName.set(record.name, record.boundaryKey);
@@ -170,22 +196,7 @@ export async function runDiagnosis(
       }
       return;
     }
-    const exact = !isFloatDType(record.dtype);
-    const data = toNumberArray(record.dtype, record.data as ArrayLike<number>);
-    // The precision this value was computed at (a converted graph returns float32 logits).
-    const runDType = exact ? 'float64' : coarserDType(record.dtype as FloatDType, targetPrecision);
-    const compareOptions = { ...DEFAULT_COMPARE, referenceLimit: MAX_FINITE[runDType] };
-    const metrics = comparePair(data, ref.data, compareOptions);
-    const gap = lowPrecisionGap.get(key);
-    // Without a measured gap the floor follows the coarsest precision involved: the record's storage
-    // type, the target run's precision (a converted graph returns float32 logits of float16 values)
-    // and the reference's.
-    const dtype = gap ? ref.dtype : coarserDType(runDType, ref.dtype);
-    if (!exact) floorDType = coarserDType(floorDType, dtype);
-    // Integers and bools (positions, indices, masks) must match exactly: any difference diverges.
-    const ratio: ErrorRatio = exact
-      ? { ratio: metrics.diffNorm > 0 ? RATIO_CAP : 0, noise: 0, noiseSource: 'analytic-floor' }
-      : errorRatio(metrics, gap, dtype, { floorFactor });
+    const { data, metrics, ratio, runDType, compareOptions } = measure(record, ref, key);
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     if (record.boundaryKey && metrics.nonFiniteMismatches > 0 && ratio.ratio < RATIO_CAP)
       excusedNonFinite++;
@@ -310,6 +321,7 @@ export async function runDiagnosis(
 
   /** Change point, suspects (their segments run again for every op), source lines, the result. */
   async function localize(): Promise<DiagnosisResult> {
+    let topOwnRatio: number | undefined;
     const warnings: string[] = [];
     if (excusedNonFinite > 0) {
       warnings.push(
@@ -335,6 +347,8 @@ export async function runDiagnosis(
       await compareOpsOfSegments(
         ranked.slice(0, OP_DETAIL_SUSPECTS).map((r) => series[r.index]!.segment),
       );
+      const top = ranked[0] && series[ranked[0].index];
+      topOwnRatio = top ? await ownRatioOf(top) : undefined;
       comparedOps.sort((a, b) => a.seq - b.seq);
       const locations = await locateSources(
         config,
@@ -356,6 +370,7 @@ export async function runDiagnosis(
           node: firstDivergentOp?.node ?? point.node,
           ratio: suspect.ratio,
           ownJump: suspect.ownJump,
+          ...(rank === 0 && topOwnRatio !== undefined ? { ownRatio: topOwnRatio } : {}),
           confidence: suspect.confidence,
           index: suspect.index,
           source: location ? relativeLocation(location, config.baseDir) : null,
@@ -411,6 +426,53 @@ export async function runDiagnosis(
    * A partitioned run compared module outputs only; the segments holding the suspects run again
    * with every op exposed (from the inputs each run gave them), and their ops are compared.
    */
+  /**
+   * Own error vs inherited: the suspect's segment runs in the target again, fed the reference's
+   * inputs for that segment. A module that still diverges there starts the error itself; one that
+   * does not got it from an earlier segment. Undefined where runs are not partitioned in lockstep or
+   * the inputs differ in type or shape (a low-precision target fed float32 references, say).
+   */
+  async function ownRatioOf(point: SeriesPoint): Promise<number | undefined> {
+    const target = schedule.captures.get('target');
+    const targetInputs = target?.segmentInputs(point.segment);
+    const ref = rerunReference.get(point.key);
+    if (!schedule.lockstep || !target || !targetInputs || !ref) return undefined;
+    // The reference's inputs, else (a low-precision target) the low-precision reference's.
+    const sources: [RunRole, Map<string, string>][] = [
+      ['reference', referenceKeyByName],
+      ['referenceLowPrecision', lowPrecisionKeyByName],
+    ];
+    const feeds = sources
+      .map(([role, keyByName]) => inputsFrom(role, keyByName, point.segment, targetInputs))
+      .find((found) => found !== undefined);
+    if (!feeds) return undefined;
+    const records = await target.runSegmentOn(point.segment, feeds, 'modules');
+    const record = records.find((r) => r.boundaryKey === point.key);
+    return record ? measure(record, ref, point.key).ratio.ratio : undefined;
+  }
+
+  /** Another run's inputs for the target's segment, matched by key; undefined unless all fit. */
+  function inputsFrom(
+    role: RunRole,
+    keyByName: ReadonlyMap<string, string>,
+    segment: number,
+    targetInputs: Readonly<Record<string, Tensor>>,
+  ): Record<string, Tensor> | undefined {
+    const inputs = schedule.captures.get(role)?.segmentInputs(segment);
+    if (!inputs) return undefined;
+    const nameByKey = new Map([...keyByName].map(([name, key]) => [key, name]));
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, tensor] of Object.entries(targetInputs)) {
+      const key = targetKeyByName.get(name);
+      const given = inputs[key ? (nameByKey.get(key) ?? '') : name];
+      if (!given || given.type !== tensor.type || given.dims.join() !== tensor.dims.join()) {
+        return undefined;
+      }
+      feeds[name] = given;
+    }
+    return feeds;
+  }
+
   async function compareOpsOfSegments(segments: readonly number[]): Promise<void> {
     const target = schedule.captures.get('target');
     if (!schedule.lockstep || target?.info.capture !== 'partitioned') return;
@@ -419,6 +481,13 @@ export async function runDiagnosis(
         const records = await schedule.captures.get(run.role)!.rerunSegment(k);
         for (const record of records) {
           if (!record.boundaryKey && isFloatDType(record.dtype)) run.onRecord(record);
+          if (run.role === 'reference' && record.boundaryKey) {
+            rerunReference.set(record.boundaryKey, {
+              record,
+              dtype: comparisonDType(record.dtype),
+              data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
+            });
+          }
         }
       }
       referenceByOp.clear();

@@ -57,6 +57,12 @@ export interface Suspect {
   ratio: number;
   /** ln(ratio / input ratio): the error this module adds on top of what it receives. */
   ownJump: number;
+  /**
+   * Top suspect only, partitioned runs: its ratio when the target's segment runs on the
+   * reference's inputs. At or above the threshold, the error starts in this segment; below, it was
+   * inherited from an earlier one.
+   */
+  ownRatio?: number;
   confidence: number;
   /** Index of the module's output in the series. */
   index: number;

@@ -337,17 +337,41 @@ export class OnnxCapture {
    * run gave the segment; keys and order are those the full run would have produced.
    */
   async rerunSegment(k: number): Promise<ActivationRecord[]> {
-    if (this.plan.kind !== 'segments' || !this.replay?.inputs[k]) {
+    const inputs = this.segmentInputs(k);
+    if (!inputs) {
       throw new EkkaError(
         'runtime',
         `segment ${k} cannot be run again: no partitioned run kept its inputs`,
       );
     }
+    return this.runSegmentOn(k, inputs, 'ops');
+  }
+
+  /** The inputs the last `modules` run gave segment `k`, by value name. */
+  segmentInputs(k: number): Readonly<Record<string, ort.Tensor>> | undefined {
+    return this.plan.kind === 'segments' ? this.replay?.inputs[k] : undefined;
+  }
+
+  /**
+   * Runs segment `k` on the given inputs (another run's, for one) with the numbering of the last
+   * `modules` run, so that keys match.
+   */
+  async runSegmentOn(
+    k: number,
+    feeds: Readonly<Record<string, ort.Tensor>>,
+    detail: CaptureDetail,
+  ): Promise<ActivationRecord[]> {
+    if (this.plan.kind !== 'segments' || !this.replay?.counters[k]) {
+      throw new EkkaError(
+        'runtime',
+        `segment ${k} cannot be run again: no partitioned run numbered it`,
+      );
+    }
     const plan = this.plan.plan;
-    const session = await plan.session(k, this.replay.types, 'ops');
+    const session = await plan.session(k, this.replay.types, detail);
     try {
-      const results = await this.runSession(session, this.replay.inputs[k]);
-      const snapshot = this.replay.counters[k]!;
+      const results = await this.runSession(session, { ...feeds });
+      const snapshot = this.replay.counters[k];
       const counters = { seq: snapshot.seq, boundaryOrdinals: new Map(snapshot.boundaryOrdinals) };
       return this.records(plan.values[k]!, results, counters, k);
     } finally {

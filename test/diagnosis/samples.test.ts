@@ -91,6 +91,13 @@ describe('sample diagnoses (ground truth in each case’s expected.json)', () =>
         assert.ok(result.suspects[0].ratio >= result.thresholds.ratio);
       });
 
+      it('reproduces the error on the reference’s inputs (own error, not inherited)', () => {
+        assert.ok(
+          result.suspects[0]!.ownRatio! >= result.thresholds.ratio,
+          `${result.suspects[0]!.ownRatio}`,
+        );
+      });
+
       it('names the planted source line', () => {
         assert.deepEqual(
           { file: result.suspects[0]?.source?.file, line: result.suspects[0]?.source?.line },
