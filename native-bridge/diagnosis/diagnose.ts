@@ -178,12 +178,21 @@ export async function runDiagnosis(
     return { data, metrics, ratio, runDType, compareOptions };
   };
 
+  const comparedSeqs = new Set<number>();
   const onTarget = (record: ActivationRecord): void => {
+    // A segment run again for its ops returns values the main pass compared already.
+    if (comparedSeqs.has(record.seq)) return;
+    comparedSeqs.add(record.seq);
     const key = record.boundaryKey ?? record.opKey;
     if (record.boundaryKey) targetKeyByName.set(record.name, record.boundaryKey);
     const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
     if (!ref || !sameShape(ref.record.shape, record.shape)) {
       if (record.boundaryKey) {
+        // Kept for the rewiring check: a module reading a value the reference has no twin of.
+        targetBoundaryData.set(key, {
+          name: record.name,
+          data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
+        });
         unmatched.push({
           side: 'target',
           key,
@@ -274,12 +283,14 @@ export async function runDiagnosis(
 
   // Segment by segment: the reference's values of a segment are compared with the target's and
   // dropped, except those a later segment reads (module inputs for the rewiring check).
-  const dropSettled = (carried: ReadonlyMap<RunRole, ReadonlySet<string>>): void => {
-    const referenceCarried = carried.get('reference') ?? new Set<string>();
-    const targetCarried = carried.get('target') ?? new Set<string>();
+  const dropSettled = (live: ReadonlyMap<RunRole, ReadonlySet<string>>, final: boolean): void => {
+    const referenceLive = live.get('reference') ?? new Set<string>();
+    const targetLive = live.get('target') ?? new Set<string>();
     for (const [key, value] of referenceByBoundary) {
-      if (referenceCarried.has(value.record.name)) continue;
+      if (referenceLive.has(value.record.name)) continue;
       if (!matchedBoundaries.has(key)) {
+        // The target may still produce it in a later segment (its graph may be ordered otherwise).
+        if (!final) continue;
         unmatched.push({
           side: 'reference',
           key,
@@ -292,7 +303,7 @@ export async function runDiagnosis(
     }
     referenceByOp.clear();
     for (const [key, value] of targetBoundaryData) {
-      if (!targetCarried.has(value.name)) targetBoundaryData.delete(key);
+      if (!targetLive.has(value.name)) targetBoundaryData.delete(key);
     }
   };
   const runs: ScheduledRun[] = [

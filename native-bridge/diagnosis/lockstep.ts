@@ -41,7 +41,11 @@ export async function runSchedule(
   inputs: readonly InputTensor[],
   hooks: {
     runStarted?(role: RunRole, info: OnnxRunInfo): void;
-    afterSegment?(carried: ReadonlyMap<RunRole, ReadonlySet<string>>): void;
+    /**
+     * A segment has gone through every run; `live` holds, per run, the values later segments still
+     * read. `final` after the last one (and after a whole run when runs go one after another).
+     */
+    afterSegment?(live: ReadonlyMap<RunRole, ReadonlySet<string>>, final: boolean): void;
     /** A run has just run its next segment (before its records are compared). */
     segmentRan?(role: RunRole, segment: number): void;
     signal?: AbortSignal;
@@ -87,18 +91,20 @@ export async function runSchedule(
       }
       return true;
     };
-    const carried = new Map(runs.map((run, i) => [run.role, captures[i]!.carriedValues]));
     if (schedule.lockstep) {
-      for (;;) {
+      for (let k = 0; ; k++) {
         let advanced = false;
         for (let i = 0; i < runs.length; i++) advanced = (await step(i)) || advanced;
         if (!advanced) break;
-        hooks.afterSegment?.(carried);
+        hooks.afterSegment?.(
+          new Map(runs.map((run, i) => [run.role, captures[i]!.liveAfter(k)])),
+          false,
+        );
       }
     } else {
       for (let i = 0; i < runs.length; i++) while (await step(i));
     }
-    hooks.afterSegment?.(new Map(runs.map((run) => [run.role, new Set<string>()])));
+    hooks.afterSegment?.(new Map(runs.map((run) => [run.role, new Set<string>()])), true);
   } catch (cause) {
     await release();
     throw cause;

@@ -201,29 +201,32 @@ export function exposeIntermediates(
   const declared = new Set(outputs.map((o) => o.name));
   const widen = bfloat16Values(graph);
   const casts: onnx.INodeProto[] = [];
+  const widened = (name: string) => {
+    casts.push({
+      name: `${name}${WIDENED_SUFFIX}`,
+      opType: 'Cast',
+      input: [name],
+      output: [`${name}${WIDENED_SUFFIX}`],
+      attribute: [
+        {
+          name: 'to',
+          type: onnx.AttributeProto.AttributeType.INT,
+          i: onnx.TensorProto.DataType.FLOAT,
+        },
+      ],
+    });
+    return onnx.ValueInfoProto.create({ name: `${name}${WIDENED_SUFFIX}` });
+  };
+  // A bfloat16 output the graph itself declares is read through its copy too.
+  outputs.forEach((output, i) => {
+    if (widen.has(output.name ?? '')) outputs[i] = widened(output.name ?? '');
+  });
   for (const node of graph.node ?? []) {
     if (node.opType === 'Constant') continue;
     for (const name of node.output ?? []) {
       if (!name || declared.has(name) || (only && !only.has(name))) continue;
       declared.add(name);
-      if (widen.has(name)) {
-        casts.push({
-          name: `${name}${WIDENED_SUFFIX}`,
-          opType: 'Cast',
-          input: [name],
-          output: [`${name}${WIDENED_SUFFIX}`],
-          attribute: [
-            {
-              name: 'to',
-              type: onnx.AttributeProto.AttributeType.INT,
-              i: onnx.TensorProto.DataType.FLOAT,
-            },
-          ],
-        });
-        outputs.push(onnx.ValueInfoProto.create({ name: `${name}${WIDENED_SUFFIX}` }));
-      } else {
-        outputs.push(onnx.ValueInfoProto.create({ name }));
-      }
+      outputs.push(widen.has(name) ? widened(name) : onnx.ValueInfoProto.create({ name }));
     }
   }
   graph.node = [...(graph.node ?? []), ...casts];

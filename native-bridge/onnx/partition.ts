@@ -29,6 +29,33 @@ export function layerOf(nodeName: string): string | undefined {
 }
 
 /**
+ * The names a node reads: its inputs, and the outer-scope names its subgraphs (If, Loop, Scan
+ * bodies) read without producing them.
+ */
+export function nodeReads(node: onnx.INodeProto): string[] {
+  const reads = [...(node.input ?? [])];
+  for (const attribute of node.attribute ?? []) {
+    for (const graph of [attribute.g, ...(attribute.graphs ?? [])]) {
+      if (graph) reads.push(...freeNames(graph));
+    }
+  }
+  return reads;
+}
+
+function freeNames(graph: onnx.IGraphProto): string[] {
+  const local = new Set<string>([
+    ...(graph.input ?? []).map((i) => i.name ?? ''),
+    ...(graph.initializer ?? []).map((t) => t.name ?? ''),
+  ]);
+  const free: string[] = [];
+  for (const node of graph.node ?? []) {
+    for (const name of nodeReads(node)) if (name && !local.has(name)) free.push(name);
+    for (const output of node.output ?? []) local.add(output);
+  }
+  return free;
+}
+
+/**
  * Splits a graph at layer boundaries into segments that run one after the other: a new segment
  * starts wherever the node order enters another layer; nodes outside layers stay with the
  * segment they follow (the embedding and masks go with the first layer, the final norm and head
@@ -70,7 +97,7 @@ export function partitionGraph(graph: onnx.IGraphProto): GraphSegment[] {
     const used = new Set<string>();
     const copied = new Set<number>();
     for (const index of segment.nodes) {
-      for (const input of nodes[index]!.input ?? []) {
+      for (const input of nodeReads(nodes[index]!)) {
         if (!input) continue;
         if (initializers.has(input)) used.add(input);
         else if ((producedIn.get(input) ?? -1) === s) continue;

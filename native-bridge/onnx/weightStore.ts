@@ -62,13 +62,14 @@ export class WeightStore {
           length: raw.length,
         });
       } else {
-        inMemory.set(name, raw ? { ...tensor, rawData: new Uint8Array(raw) } : tensor);
+        // A decoded message has an empty rawData even when its data is in float_data & co.
+        inMemory.set(name, raw?.length ? { ...tensor, rawData: new Uint8Array(raw) } : tensor);
       }
     }
     graph.initializer = [];
     for (const node of graph.node ?? []) {
       for (const attribute of node.attribute ?? []) {
-        if (attribute.t?.rawData) attribute.t.rawData = new Uint8Array(attribute.t.rawData);
+        if (attribute.t?.rawData?.length) attribute.t.rawData = new Uint8Array(attribute.t.rawData);
       }
     }
     return new WeightStore(file.path, onDisk, inMemory);
@@ -101,8 +102,13 @@ export class WeightStore {
       const length =
         source.length >= 0 ? source.length : (await handle.stat()).size - source.offset;
       const buffer = Buffer.allocUnsafe(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, source.offset);
-      if (bytesRead !== length) throw new Error(`read ${bytesRead} of ${length} bytes`);
+      // One read returns at most about 2 GiB: read in chunks.
+      for (let done = 0; done < length; ) {
+        const chunk = Math.min(length - done, 1 << 30);
+        const { bytesRead } = await handle.read(buffer, done, chunk, source.offset + done);
+        if (bytesRead === 0) throw new Error(`read ${done} of ${length} bytes`);
+        done += bytesRead;
+      }
       return buffer;
     } catch (cause) {
       throw new EkkaError(

@@ -3,7 +3,7 @@ import type { onnx } from 'onnx-proto';
 import { EkkaError, describeCause } from '../errors';
 import { analyzeGraph, type GraphStructure, type ProducedValue } from '../onnx/graphStructure';
 import type { LowPrecision } from '../onnx/lowPrecision';
-import { loadExternalData, readOnnxModel, WIDENED_SUFFIX } from '../onnx/modelFile';
+import { bfloat16Values, loadExternalData, readOnnxModel, WIDENED_SUFFIX } from '../onnx/modelFile';
 import { partitionGraph } from '../onnx/partition';
 import { WeightStore } from '../onnx/weightStore';
 import { isFloatDType, type DType } from '../tensors/dtypes';
@@ -129,9 +129,14 @@ export class OnnxCapture {
     const structure = analyzeGraph(file.model.graph!);
     const inputs = declaredInputs(file.model.graph!);
     const precision = options.precision ?? 'float32';
-    // bfloat16 values cannot cross between segments through onnxruntime-node.
-    const wanted: CaptureMode =
-      precision === 'bfloat16' ? 'whole-graph' : (options.capture ?? 'partitioned');
+    // bfloat16 values cannot cross between segments through onnxruntime-node: a bfloat16 run, or a
+    // model holding bfloat16 values already, is captured whole.
+    const holdsBfloat16 = bfloat16Values(file.model.graph!).size > 0;
+    const wanted: CaptureMode = holdsBfloat16
+      ? 'whole-graph'
+      : precision === 'bfloat16'
+        ? 'whole-graph'
+        : (options.capture ?? 'partitioned');
     // Errors only: a session exposing part of a graph makes onnxruntime warn about every constant
     // it no longer needs.
     const base = { graphOptimizationLevel: options.optimization, logSeverityLevel: 3 as const };
@@ -174,6 +179,11 @@ export class OnnxCapture {
         structure,
         withProvider,
       );
+      // Build one segment now, so that a provider that cannot start fails here (and auto falls back
+      // to the CPU) rather than in the middle of a run.
+      await (
+        await plan.session(0, new Map(inputs.map((i) => [i.name, i.type])), 'modules')
+      ).release();
       return { plan: { kind: 'segments', plan } };
     };
 
@@ -221,11 +231,12 @@ export class OnnxCapture {
     return new OnnxCapture(built.plan, info, structure, inputs);
   }
 
-  /** Values carried from one segment to a later one (none for a whole-graph run). */
-  get carriedValues(): ReadonlySet<string> {
-    return new Set(
-      this.plan.kind === 'segments' ? this.plan.plan.segments.flatMap((s) => s.outputs) : [],
-    );
+  /** Values produced so far that a segment after `k` still reads (none for a whole-graph run). */
+  liveAfter(k: number): ReadonlySet<string> {
+    const live = new Set<string>();
+    if (this.plan.kind !== 'segments') return live;
+    for (const [name, last] of this.plan.plan.lastUse) if (last > k) live.add(name);
+    return live;
   }
 
   /** The layer each segment runs, in order (one entry for a whole-graph run). */
@@ -312,7 +323,7 @@ export class OnnxCapture {
         seq: counters.seq,
         boundaryOrdinals: new Map(counters.boundaryOrdinals),
       });
-      const session = await plan.session(k, types, detail);
+      const session = await this.segmentSession(k, types, detail);
       let results: Record<string, ort.OnnxValue | undefined>;
       try {
         results = await this.runSession(session, feeds);
@@ -368,7 +379,7 @@ export class OnnxCapture {
       );
     }
     const plan = this.plan.plan;
-    const session = await plan.session(k, this.replay.types, detail);
+    const session = await this.segmentSession(k, this.replay.types, detail);
     try {
       const results = await this.runSession(session, { ...feeds });
       const snapshot = this.replay.counters[k];
@@ -382,6 +393,26 @@ export class OnnxCapture {
   /** Runs once and yields every captured value in execution order. */
   async *run(inputs: readonly InputTensor[]): AsyncGenerator<ActivationRecord> {
     for await (const records of this.runSegments(inputs)) yield* records;
+  }
+
+  /** Builds a segment's session; onnxruntime's refusal becomes an error naming the segment. */
+  private async segmentSession(
+    k: number,
+    types: ReadonlyMap<string, string>,
+    detail: CaptureDetail,
+  ): Promise<ort.InferenceSession> {
+    if (this.plan.kind !== 'segments') throw new EkkaError('runtime', 'not a partitioned run');
+    const segment = this.plan.plan.segments[k]!;
+    try {
+      return await this.plan.plan.session(k, types, detail);
+    } catch (cause) {
+      if (cause instanceof EkkaError) throw cause;
+      throw new EkkaError(
+        'model',
+        `onnxruntime cannot load segment ${k + 1} (${segment.key || 'before the first layer'}): ${describeCause(cause)}`,
+        this.info.model,
+      );
+    }
   }
 
   private async runSession(

@@ -84,10 +84,12 @@ export class SegmentPlan {
       irVersion: Number(this.model.irVersion),
       opsetImport: this.model.opsetImport,
       producerName: this.model.producerName,
+      functions: this.model.functions ?? [],
       graph: {
         name: `${graph.name ?? 'graph'} ${segment.key}`,
         node: segment.nodes.map((index) => graph.node![index]!),
         initializer: await this.weights.load(segment.initializers),
+        sparseInitializer: graph.sparseInitializer ?? [],
         input,
         output: segment.outputs.map((name) => ({ name })),
       },
