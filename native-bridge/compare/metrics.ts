@@ -71,7 +71,16 @@ interface Sums {
   violations: number;
 }
 
-const NO_NON_FINITE = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
+/** NaN/Inf counts per side and mismatching positions, as a pass tallies them. */
+interface NonFiniteTally {
+  tNan: number;
+  tInf: number;
+  rNan: number;
+  rInf: number;
+  mismatches: number;
+}
+
+const NO_NON_FINITE: NonFiniteTally = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
 /** Elements per block: the pass keeps no per-element branch; the largest block is searched after. */
 const BLOCK = 4096;
 
@@ -140,7 +149,7 @@ function carefulPass(
     maxIndex: -1,
     violations: 0,
   };
-  const nonFinite = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
+  const nonFinite: NonFiniteTally = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
   for (let i = 0; i < target.length; i++) {
     const t = target[i]!;
     let r = reference[i]!;
@@ -168,11 +177,7 @@ function carefulPass(
   return metricsFrom(target.length, sums, nonFinite);
 }
 
-function metricsFrom(
-  elements: number,
-  sums: Sums,
-  nonFinite: { tNan: number; tInf: number; rNan: number; rInf: number; mismatches: number },
-): PairMetrics {
+function metricsFrom(elements: number, sums: Sums, nonFinite: NonFiniteTally): PairMetrics {
   const diffNorm = Math.sqrt(sums.diffSq);
   const referenceNorm = Math.sqrt(sums.refSq);
   const targetNorm = Math.sqrt(sums.targetSq);
@@ -196,11 +201,7 @@ function metricsFrom(
 }
 
 /** The rare path: at least one side is NaN or infinite. */
-function countNonFinite(
-  t: number,
-  r: number,
-  counts: { tNan: number; tInf: number; rNan: number; rInf: number; mismatches: number },
-): void {
+function countNonFinite(t: number, r: number, counts: NonFiniteTally): void {
   if (t !== t) counts.tNan++;
   else if (t === Infinity || t === -Infinity) counts.tInf++;
   if (r !== r) counts.rNan++;

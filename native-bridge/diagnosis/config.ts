@@ -4,22 +4,12 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { EkkaError } from '../errors';
 import { readJsonFile } from '../jsonFile';
-import type {
-  CaptureMode,
-  ExecutionProviderChoice,
-  GraphOptimization,
-  Precision,
-} from '../runners/onnxRunner';
+import type { CaptureMode, OnnxRunOptions } from '../runners/onnxRunner';
 import schema from './ekka.schema.json';
 
 /** One run as written in ekka.json, after defaults. */
-export interface RunConfig {
+export interface RunConfig extends OnnxRunOptions {
   kind: 'onnx';
-  model: string;
-  optimization: GraphOptimization;
-  executionProvider: ExecutionProviderChoice;
-  precision?: Precision;
-  capture?: CaptureMode;
 }
 
 export interface Thresholds {

@@ -1,4 +1,6 @@
 import { onnx } from 'onnx-proto';
+import { MAX_FINITE } from '../tensors/dtypes';
+import { castNode } from './modelFile';
 
 /** Storage types a float32 graph can be converted to. */
 export type LowPrecision = 'float16' | 'bfloat16';
@@ -55,22 +57,16 @@ function floatValues(tensor: onnx.ITensorProto): Float32Array {
   return Float32Array.from(tensor.floatData ?? []);
 }
 
-/** Largest finite binary16 value. */
-export const FLOAT16_MAX = 65504;
-/** Largest finite bfloat16 value (0x7f7f). */
-export const BFLOAT16_MAX = 3.3895313892515355e38;
-
 /**
  * Converts a float32 tensor in place to the low-precision type (raw little-endian 16-bit words).
  * Finite values beyond the type's range saturate to its largest finite value (±65504 for float16)
- * instead of rounding to infinity, as
- * common fp16 converters do: a mask constant written as float32's minimum stays a large negative
+ * instead of rounding to infinity, as common fp16 converters do: a mask constant written as float32's minimum stays a large negative
  * number (as in a model exported at float16) rather than -Inf, which turns 0 · mask into NaN.
  */
 function convertTensor(tensor: onnx.ITensorProto, precision: LowPrecision): void {
   if (tensor.dataType !== FLOAT) return;
   const toBits = precision === 'float16' ? numberToFloat16Bits : numberToBfloat16Bits;
-  const limit = precision === 'float16' ? FLOAT16_MAX : BFLOAT16_MAX;
+  const limit = MAX_FINITE[precision];
   const values = floatValues(tensor);
   const words = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) {
@@ -84,21 +80,6 @@ function convertTensor(tensor: onnx.ITensorProto, precision: LowPrecision): void
 
 function scopeOf(nodeName: string): string {
   return nodeName.startsWith('/') ? nodeName.slice(0, nodeName.lastIndexOf('/') + 1) : '';
-}
-
-function castNode(
-  name: string,
-  input: string,
-  output: string,
-  to: onnx.TensorProto.DataType,
-): onnx.INodeProto {
-  return {
-    name,
-    opType: 'Cast',
-    input: [input],
-    output: [output],
-    attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: to }],
-  };
 }
 
 /**

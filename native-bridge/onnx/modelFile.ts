@@ -130,6 +130,22 @@ export function inlineExternalData(
   }
 }
 
+/** A Cast node: `input` converted to `to`, written to `output`. */
+export function castNode(
+  name: string,
+  input: string,
+  output: string,
+  to: onnx.TensorProto.DataType,
+): onnx.INodeProto {
+  return {
+    name,
+    opType: 'Cast',
+    input: [input],
+    output: [output],
+    attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: to }],
+  };
+}
+
 /** Suffix of the float32 copies through which bfloat16 values are read back. */
 export const WIDENED_SUFFIX = '::as_float32';
 
@@ -202,20 +218,9 @@ export function exposeIntermediates(
   const widen = bfloat16Values(graph);
   const casts: onnx.INodeProto[] = [];
   const widened = (name: string) => {
-    casts.push({
-      name: `${name}${WIDENED_SUFFIX}`,
-      opType: 'Cast',
-      input: [name],
-      output: [`${name}${WIDENED_SUFFIX}`],
-      attribute: [
-        {
-          name: 'to',
-          type: onnx.AttributeProto.AttributeType.INT,
-          i: onnx.TensorProto.DataType.FLOAT,
-        },
-      ],
-    });
-    return onnx.ValueInfoProto.create({ name: `${name}${WIDENED_SUFFIX}` });
+    const copy = `${name}${WIDENED_SUFFIX}`;
+    casts.push(castNode(copy, name, copy, onnx.TensorProto.DataType.FLOAT));
+    return onnx.ValueInfoProto.create({ name: copy });
   };
   // A bfloat16 output the graph itself declares is read through its copy too.
   outputs.forEach((output, i) => {

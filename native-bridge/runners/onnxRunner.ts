@@ -6,7 +6,7 @@ import type { LowPrecision } from '../onnx/lowPrecision';
 import { bfloat16Values, loadExternalData, readOnnxModel, WIDENED_SUFFIX } from '../onnx/modelFile';
 import { partitionGraph } from '../onnx/partition';
 import { WeightStore } from '../onnx/weightStore';
-import { isFloatDType, type DType } from '../tensors/dtypes';
+import { isFloatDType, ORT_TYPE_NAME, type DType } from '../tensors/dtypes';
 import type { ActivationRecord, TensorData } from './activationRecord';
 import type { InputTensor } from './inputFile';
 import { SegmentPlan, type CaptureDetail } from './segments';
@@ -59,30 +59,13 @@ interface DeclaredInput {
   shape: (number | string)[];
 }
 
-const ORT_TYPE: Record<number, string> = {
-  1: 'float32',
-  2: 'uint8',
-  3: 'int8',
-  4: 'uint16',
-  5: 'int16',
-  6: 'int32',
-  7: 'int64',
-  8: 'string',
-  9: 'bool',
-  10: 'float16',
-  11: 'float64',
-  12: 'uint32',
-  13: 'uint64',
-  16: 'bfloat16',
-};
-
 function declaredInputs(graph: onnx.IGraphProto): DeclaredInput[] {
   const initializers = new Set((graph.initializer ?? []).map((t) => t.name));
   return (graph.input ?? [])
     .filter((input) => !initializers.has(input.name) && input.type?.tensorType)
     .map((input) => ({
       name: input.name ?? '',
-      type: ORT_TYPE[input.type!.tensorType!.elemType ?? 0] ?? 'unknown',
+      type: ORT_TYPE_NAME[input.type!.tensorType!.elemType ?? 0] ?? 'unknown',
       shape: (input.type!.tensorType!.shape?.dim ?? []).map((d) =>
         d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0
           ? Number(d.dimValue)

@@ -5,27 +5,10 @@ import type { GraphStructure, ProducedValue } from '../onnx/graphStructure';
 import { exposeIntermediates } from '../onnx/modelFile';
 import { lastUse, type GraphSegment } from '../onnx/partition';
 import type { WeightStore } from '../onnx/weightStore';
+import { ONNX_ELEM_TYPE } from '../tensors/dtypes';
 
 /** What a segment run returns: module outputs only, or every op's output. */
 export type CaptureDetail = 'modules' | 'ops';
-
-/** ONNX element types by onnxruntime's type names. */
-const ELEM_TYPE: Record<string, number> = {
-  float32: 1,
-  uint8: 2,
-  int8: 3,
-  uint16: 4,
-  int16: 5,
-  int32: 6,
-  int64: 7,
-  string: 8,
-  bool: 9,
-  float16: 10,
-  float64: 11,
-  uint32: 12,
-  uint64: 13,
-  bfloat16: 16,
-};
 
 /**
  * A model split into segments that run one after the other. Each segment's session is built when
@@ -71,7 +54,7 @@ export class SegmentPlan {
     const segment = this.segments[k]!;
     const graph = this.model.graph!;
     const input = segment.inputs.map((name) => {
-      const elemType = ELEM_TYPE[types.get(name) ?? ''];
+      const elemType = ONNX_ELEM_TYPE[types.get(name) ?? ''];
       if (elemType === undefined) {
         throw new EkkaError(
           'runtime',

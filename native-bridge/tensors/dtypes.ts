@@ -15,6 +15,29 @@ export type DType =
   | 'bool'
   | 'string';
 
+/** ONNX TensorProto element types by onnxruntime's type names. */
+export const ONNX_ELEM_TYPE: Readonly<Record<string, number>> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  uint16: 4,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+  uint32: 12,
+  uint64: 13,
+  bfloat16: 16,
+};
+
+/** onnxruntime's type names by ONNX element type. */
+export const ORT_TYPE_NAME: Readonly<Record<number, string>> = Object.fromEntries(
+  Object.entries(ONNX_ELEM_TYPE).map(([name, type]) => [type, name]),
+);
+
 export type FloatDType = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
 export function isFloatDType(dtype: string): dtype is FloatDType {
