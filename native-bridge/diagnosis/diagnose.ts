@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import type { Tensor } from 'onnxruntime-node';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { describeCause } from '../errors';
@@ -7,11 +8,7 @@ import { findRewiring } from '../localize/rewiring';
 import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile } from '../runners/inputFile';
-import type { Tensor } from 'onnxruntime-node';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
-import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
-
-export type { RunRole };
 import { PythonSourceLocator, type SourceLocation } from '../source/pythonLocator';
 import {
   coarserDType,
@@ -24,7 +21,10 @@ import {
   type FloatDType,
 } from '../tensors/dtypes';
 import type { DiagnosisConfig } from './config';
+import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
+
+export type { RunRole };
 
 /** Source locations of `modules`, in order; a lookup that fails becomes a warning and null. */
 async function locateSources(
@@ -86,6 +86,15 @@ interface ComparedOp {
 /** Suspects whose segments are run again to name the op inside them. */
 const OP_DETAIL_SUSPECTS = 3;
 
+/** A reference record as the comparisons read it: numbers, and the type they are compared in. */
+function referenceValue(record: ActivationRecord): ReferenceValue {
+  return {
+    record,
+    dtype: comparisonDType(record.dtype),
+    data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
+  };
+}
+
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
@@ -109,11 +118,7 @@ export async function runDiagnosis(
   const referenceKeyByName = new Map<string, string>();
   const referenceInputKeys = new Map<string, string[]>();
   const onReference = (record: ActivationRecord): void => {
-    const value = {
-      record,
-      dtype: comparisonDType(record.dtype),
-      data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
-    };
+    const value = referenceValue(record);
     referenceByOp.set(record.opKey, value);
     if (record.boundaryKey) {
       referenceByBoundary.set(record.boundaryKey, value);
@@ -434,10 +439,6 @@ export async function runDiagnosis(
   }
 
   /**
-   * A partitioned run compared module outputs only; the segments holding the suspects run again
-   * with every op exposed (from the inputs each run gave them), and their ops are compared.
-   */
-  /**
    * Own error vs inherited: the suspect's segment runs in the target again, fed the reference's
    * inputs for that segment. A module that still diverges there starts the error itself; one that
    * does not got it from an earlier segment. Undefined where runs are not partitioned in lockstep or
@@ -484,6 +485,10 @@ export async function runDiagnosis(
     return feeds;
   }
 
+  /**
+   * A partitioned run compared module outputs only; the segments holding the suspects run again
+   * with every op exposed (from the inputs each run gave them), and their ops are compared.
+   */
   async function compareOpsOfSegments(segments: readonly number[]): Promise<void> {
     const target = schedule.captures.get('target');
     if (!schedule.lockstep || target?.info.capture !== 'partitioned') return;
@@ -493,11 +498,7 @@ export async function runDiagnosis(
         for (const record of records) {
           if (!record.boundaryKey && isFloatDType(record.dtype)) run.onRecord(record);
           if (run.role === 'reference' && record.boundaryKey) {
-            rerunReference.set(record.boundaryKey, {
-              record,
-              dtype: comparisonDType(record.dtype),
-              data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
-            });
+            rerunReference.set(record.boundaryKey, referenceValue(record));
           }
         }
       }
