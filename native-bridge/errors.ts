@@ -1,5 +1,13 @@
 /** What kind of input or step failed; the CLI maps every kind to a non-zero exit. */
-export type EkkaErrorKind = 'config' | 'model' | 'input' | 'source' | 'runtime' | 'cancelled';
+export type EkkaErrorKind =
+  | 'config'
+  | 'model'
+  | 'input'
+  | 'source'
+  | 'runtime'
+  | 'cancelled'
+  | 'annotations'
+  | 'bridge';
 
 /**
  * The one error type the engine throws on purpose. Its message names the file or record and says
