@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Tensor } from 'onnxruntime-node';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
-import { describeCause } from '../errors';
+import { describeCause, EkkaError } from '../errors';
 import { detectChangePoint } from '../localize/changePoint';
 import { findRewiring } from '../localize/rewiring';
 import { rankSuspects } from '../localize/suspects';
@@ -66,6 +66,8 @@ export interface DiagnosisObserver {
   /** A run has run its next segment; its comparisons follow. */
   segmentRan?(role: RunRole, segment: number): void;
   point?(point: SeriesPoint): void;
+  /** With each point: the two values it compared (valid only during the call). */
+  compared?(point: SeriesPoint, target: FloatArray, reference: FloatArray): void;
 }
 
 interface ReferenceValue {
@@ -110,6 +112,10 @@ export async function runDiagnosis(
   signal?: AbortSignal,
 ): Promise<DiagnosisResult> {
   const started = performance.now();
+  /** Between steps: a cancelled diagnosis stops at the next one. */
+  const throwIfCancelled = (): void => {
+    if (signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
+  };
   const inputs = await readInputFile(config.input);
   const thresholds = config.thresholds;
 
@@ -283,6 +289,7 @@ export async function runDiagnosis(
       toleranceViolations: metrics.toleranceViolations,
     };
     series.push(point);
+    observer.compared?.(point, data, ref.data);
     observer.point?.(point);
   };
 
@@ -337,6 +344,7 @@ export async function runDiagnosis(
 
   /** Change point, suspects (their segments run again for every op), source lines, the result. */
   async function localize(): Promise<DiagnosisResult> {
+    throwIfCancelled();
     let topOwnRatio: number | undefined;
     const warnings: string[] = [];
     if (excusedNonFinite > 0) {
@@ -364,7 +372,9 @@ export async function runDiagnosis(
         ranked.slice(0, OP_DETAIL_SUSPECTS).map((r) => series[r.index]!.segment),
       );
       const top = ranked[0] && series[ranked[0].index];
+      throwIfCancelled();
       topOwnRatio = top ? await ownRatioOf(top) : undefined;
+      throwIfCancelled();
       comparedOps.sort((a, b) => a.seq - b.seq);
       const locations = await locateSources(
         config,
@@ -494,6 +504,7 @@ export async function runDiagnosis(
     if (!schedule.lockstep || target?.info.capture !== 'partitioned') return;
     for (const k of [...new Set(segments)]) {
       for (const run of runs) {
+        throwIfCancelled();
         const records = await schedule.captures.get(run.role)!.rerunSegment(k);
         for (const record of records) {
           if (!record.boundaryKey && isFloatDType(record.dtype)) run.onRecord(record);

@@ -1,0 +1,118 @@
+/**
+ * The one protocol between the extension, the bridge process and the Divergence webview. Bridge
+ * calls are JSON-RPC (vscode-jsonrpc over the IPC channel); webview messages are a typed union.
+ * Both handshakes carry PROTOCOL_VERSION, and a peer speaking another version is refused.
+ */
+import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { Annotation } from './annotations/annotation';
+import type { DiagnosisResult, SeriesPoint, Suspect } from './diagnosis/result';
+import type { SourceLocation } from './source/pythonLocator';
+
+export const PROTOCOL_VERSION = 1;
+
+// ---- extension ⇄ bridge ----
+
+export interface InitializeParams {
+  protocolVersion: number;
+}
+export interface InitializeResult {
+  protocolVersion: number;
+  pid: number;
+}
+export const InitializeRequest = new RequestType<InitializeParams, InitializeResult, void>(
+  'bridge/initialize',
+);
+
+export interface RunDiagnosisParams {
+  /** Chosen by the caller; every notification of this run carries it. */
+  runId: string;
+  /** Absolute path of the ekka.json. */
+  configPath: string;
+  /** Overrides from the editor's settings, applied on top of the file. */
+  overrides?: { ratioThreshold?: number; executionProvider?: 'auto' | 'cpu' | 'cuda' };
+}
+export const RunDiagnosisRequest = new RequestType<RunDiagnosisParams, DiagnosisResult, void>(
+  'bridge/runDiagnosis',
+);
+
+/** Sent once per compared module output, as soon as it is compared. */
+export interface DidComparePointParams {
+  runId: string;
+  point: SeriesPoint;
+  /** Date.now() in the bridge when the comparison finished, to measure the delay to the chart. */
+  comparedAt: number;
+}
+export const DidComparePointNotification = new NotificationType<DidComparePointParams>(
+  'bridge/didComparePoint',
+);
+
+export interface DidProgressParams {
+  runId: string;
+  message: string;
+}
+export const DidProgressNotification = new NotificationType<DidProgressParams>(
+  'bridge/didProgress',
+);
+
+/**
+ * A module's error map: |target − reference| reduced to at most rows × cols cells (tokens ×
+ * channels, each cell the largest error in its bin). `values` are float32 little-endian bytes.
+ */
+export interface ErrorMap {
+  rows: number;
+  cols: number;
+  /** Tokens (all leading dimensions) and channels (last dimension) per cell. */
+  rowsPerCell: number;
+  colsPerCell: number;
+  shape: number[];
+  values: Uint8Array;
+}
+export interface GetErrorMapParams {
+  runId: string;
+  index: number;
+}
+export const GetErrorMapRequest = new RequestType<GetErrorMapParams, ErrorMap | null, void>(
+  'bridge/getErrorMap',
+);
+
+export interface LocateModuleParams {
+  configPath: string;
+  module: string;
+}
+/** File paths are absolute. */
+export type ModuleLocation = SourceLocation;
+export const LocateModuleRequest = new RequestType<LocateModuleParams, ModuleLocation | null, void>(
+  'bridge/locateModule',
+);
+
+export const ShutdownRequest = new RequestType0<void, void>('bridge/shutdown');
+
+// ---- extension ⇄ webview ----
+
+export interface RunSummary {
+  runId: string;
+  title: string;
+  configPath: string;
+  thresholdRatio: number;
+}
+
+export type ToWebview =
+  | { type: 'hello'; protocolVersion: number }
+  | { type: 'runStarted'; run: RunSummary }
+  | { type: 'points'; runId: string; points: SeriesPoint[] }
+  | { type: 'runFinished'; runId: string; result: DiagnosisResult }
+  | { type: 'runFailed'; runId: string; message: string }
+  | { type: 'errorMap'; runId: string; index: number; map: ErrorMap | null; message?: string }
+  | { type: 'annotations'; annotations: Annotation[] }
+  | { type: 'requestChartImage'; requestId: string };
+
+export type FromWebview =
+  | { type: 'ready'; protocolVersion: number }
+  | { type: 'reveal'; runId: string; index: number }
+  | { type: 'selectPoint'; runId: string; index: number }
+  | { type: 'annotate'; runId: string; index: number }
+  | { type: 'chartImage'; requestId: string; dataUrl: string }
+  | { type: 'rerun' }
+  | { type: 'exportReport' };
+
+export type { Suspect, SeriesPoint, DiagnosisResult };
