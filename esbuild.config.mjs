@@ -24,4 +24,14 @@ await Promise.all([
     entryPoints: ['extension/extension.ts'],
     outfile: 'dist/extension.js',
   }),
+  // The HTML report's page script, inlined into the report (so no source map to fetch).
+  esbuild.build({
+    ...common,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: false,
+    entryPoints: ['webview/report/reportPage.ts'],
+    outfile: 'dist/webview/reportPage.js',
+  }),
 ]);

@@ -3,20 +3,24 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
 import { runDiagnosis } from '../diagnosis/diagnose';
+import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
+import { loadReportAssets, readReportAnnotations, renderHtmlReport } from '../report/htmlReport';
 import { formatReport } from './report';
 
 const USAGE = `Usage:
-  ekka diagnose <ekka.json> [--json out.json] [--verbose] [--fail-on-divergence]
+  ekka diagnose <ekka.json> [--json out.json] [--html report.html] [--verbose]
+                [--fail-on-divergence]
   ekka diagnose --target t.onnx --reference r.onnx [--reference-lowp r16.onnx] --inputs in.json
                 [--source-root DIR]... [--source-entry file.py:Class]
                 [--target-optimization LEVEL] [--reference-optimization LEVEL]
-                [--json out.json] [--verbose] [--fail-on-divergence]
+                [--json out.json] [--html report.html] [--verbose] [--fail-on-divergence]
 
 Exit status: 0 diagnosis done, 1 divergence found (with --fail-on-divergence), 2 bad input or error.`;
 
 const OPTIONS = {
   json: { type: 'string' },
+  html: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   'fail-on-divergence': { type: 'boolean' },
   target: { type: 'string' },
@@ -65,6 +69,32 @@ async function configFromFlags(values: Values, cwd: string): Promise<DiagnosisCo
   return config;
 }
 
+/**
+ * Writes the self-contained HTML report, with the annotations of the nearest annotations file;
+ * one that cannot be read becomes a warning in the report.
+ */
+async function writeHtmlReport(
+  result: DiagnosisResult,
+  out: string,
+  given: string,
+  annotationsFrom: string,
+): Promise<void> {
+  const assets = await loadReportAssets();
+  const { annotations, warnings } = await readReportAnnotations(annotationsFrom, result);
+  for (const warning of warnings) process.stdout.write(`warning: ${warning}\n`);
+  const html = renderHtmlReport(
+    warnings.length ? { ...result, warnings: [...result.warnings, ...warnings] } : result,
+    annotations,
+    assets,
+  );
+  try {
+    await fs.mkdir(path.dirname(out), { recursive: true });
+    await fs.writeFile(out, html);
+  } catch (cause) {
+    throw new EkkaError('config', `cannot write the HTML report: ${describeCause(cause)}`, given);
+  }
+}
+
 export async function main(argv: string[], cwd = process.cwd()): Promise<number> {
   let parsed;
   try {
@@ -104,6 +134,11 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
         );
       }
       process.stdout.write(`Wrote ${path.relative(cwd, out)}\n`);
+    }
+    if (values.html) {
+      const annotationsFrom = config.file ? path.dirname(config.file) : config.baseDir;
+      await writeHtmlReport(result, path.resolve(cwd, values.html), values.html, annotationsFrom);
+      process.stdout.write(`Wrote ${path.relative(cwd, path.resolve(cwd, values.html))}\n`);
     }
     return values['fail-on-divergence'] && result.changePoint ? 1 : 0;
   } catch (cause) {
