@@ -123,24 +123,30 @@ function runRows(result: DiagnosisResult, rel: (file: string) => string): Cell[]
 }
 
 /**
- * The kernel a suspect was narrowed down to, where a runner reports one (a string, or a name with
- * a source location). Results from runners without kernels carry none.
+ * The custom kernel behind a suspect, in words (`rms_norm_kernel csrc/norm.cu:42, launches …`),
+ * when a source locator found one. Read field by field, so any result version renders.
  */
-function kernelOf(suspect: Suspect): string | undefined {
-  const kernel = (suspect as Suspect & { kernel?: unknown }).kernel;
+export function describeKernel(suspect: Suspect): string | undefined {
+  const kernel: unknown = (suspect as { kernel?: unknown }).kernel;
   if (typeof kernel === 'string') return kernel;
-  if (kernel && typeof kernel === 'object') {
-    const { name, file, line } = kernel as { name?: unknown; file?: unknown; line?: unknown };
-    const where =
-      typeof file === 'string' ? `${file}${typeof line === 'number' ? `:${line}` : ''}` : '';
-    return [typeof name === 'string' ? name : '', where].filter(Boolean).join(' ') || undefined;
-  }
-  return undefined;
+  if (!kernel || typeof kernel !== 'object') return undefined;
+  const { symbol, name, file, line, launches } = kernel as Record<string, unknown>;
+  const label = typeof symbol === 'string' ? symbol : typeof name === 'string' ? name : '';
+  const where =
+    typeof file === 'string' ? `${file}${typeof line === 'number' ? `:${line}` : ''}` : '';
+  const launched = Array.isArray(launches)
+    ? launches
+        .map((site) => (site as Record<string, unknown> | null)?.symbol)
+        .filter((site): site is string => typeof site === 'string')
+    : [];
+  const text = [label, where].filter(Boolean).join(' ');
+  if (!text) return undefined;
+  return launched.length ? `${text}, launches ${launched.join(', ')}` : text;
 }
 
 function suspectsSection(result: DiagnosisResult): string {
   if (result.suspects.length === 0) return '<p>No suspects: nothing diverged above noise.</p>';
-  const withKernel = result.suspects.some((s) => kernelOf(s) !== undefined);
+  const withKernel = result.suspects.some((s) => describeKernel(s) !== undefined);
   const headers = [
     'rank',
     'module',
@@ -171,7 +177,7 @@ function suspectsSection(result: DiagnosisResult): string {
         : undefined,
     ];
     if (withKernel) {
-      const kernel = kernelOf(s);
+      const kernel = describeKernel(s);
       row.push(kernel === undefined ? undefined : code(kernel));
     }
     return row;

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
-import { describeNoise } from './htmlReport';
+import { describeKernel, describeNoise } from './htmlReport';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
@@ -126,23 +126,31 @@ export function renderMarkdownReport(
   }
 
   if (result.suspects.length) {
+    const withKernel = result.suspects.some((s) => describeKernel(s) !== undefined);
+    const headers = ['rank', 'module', 'op', 'ratio', 'own ratio', 'own jump', 'confidence'];
+    headers.push('source');
+    if (withKernel) headers.push('kernel');
     out.push(
       '### Suspects',
       '',
       table(
-        ['rank', 'module', 'op', 'ratio', 'own ratio', 'own jump', 'confidence', 'source'],
-        result.suspects.map((s) => [
-          String(s.rank),
-          `${markdownCode(moduleName(s.module))} #${s.index}`,
-          `${markdownCode(s.op)} ${markdownCode(s.node)}`,
-          fmt(s.ratio),
-          s.ownRatio === undefined ? '' : fmt(s.ownRatio),
-          `×${fmt(Math.exp(s.ownJump))}`,
-          s.confidence.toFixed(2),
-          s.source
-            ? `${markdownCode(`${s.source.file}:${s.source.line}`)} ${markdownText(s.source.symbol)}`
-            : '',
-        ]),
+        headers,
+        result.suspects.map((s) => {
+          const kernel = describeKernel(s);
+          return [
+            String(s.rank),
+            `${markdownCode(moduleName(s.module))} #${s.index}`,
+            `${markdownCode(s.op)} ${markdownCode(s.node)}`,
+            fmt(s.ratio),
+            s.ownRatio === undefined ? '' : fmt(s.ownRatio),
+            `×${fmt(Math.exp(s.ownJump))}`,
+            s.confidence.toFixed(2),
+            s.source
+              ? `${markdownCode(`${s.source.file}:${s.source.line}`)} ${markdownText(s.source.symbol)}`
+              : '',
+            ...(withKernel ? [kernel ? markdownCode(kernel) : ''] : []),
+          ];
+        }),
       ),
       '',
     );

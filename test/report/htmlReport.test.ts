@@ -135,11 +135,19 @@ describe('HTML report', () => {
   it('shows a kernel column when a suspect names its kernel', () => {
     const withKernel = hostileResult();
     Object.assign(withKernel.suspects[0]!, {
-      kernel: { name: 'rotary_kernel<float>', file: 'csrc/rope.cu', line: 42 },
+      kernel: {
+        op: 'rope',
+        kind: 'function',
+        symbol: 'rope<float>',
+        file: 'csrc/rope.cu',
+        line: 42,
+        launches: [{ symbol: 'rotary_kernel', file: 'csrc/rope.cu', line: 10 }],
+      },
     });
     const suspects = section(renderHtmlReport(withKernel, [], ASSETS), 'suspects');
     assert.match(suspects, />kernel</);
-    assert.ok(suspects.includes('rotary_kernel&lt;float&gt; csrc/rope.cu:42'));
+    assert.ok(suspects.includes('rope&lt;float&gt; csrc/rope.cu:42, launches rotary_kernel'));
+    assert.equal(suspects.match(/<td>—<\/td>/g)?.length, 2 + 2, 'own ratio and kernel of #2, #3');
   });
 
   it('references nothing over the network', () => {

@@ -65,6 +65,20 @@ describe('Markdown report', () => {
     assert.equal(rows[0]![4], '240.00');
   });
 
+  it('adds a kernel column when a suspect names its kernel', () => {
+    const withKernel = hostileResult();
+    Object.assign(withKernel.suspects[1]!, {
+      kernel: { op: 'norm', kind: 'cuda-kernel', symbol: 'norm|k', file: 'csrc/n.cu', line: 7 },
+    });
+    const [header, ...rows] = tableAfter(renderMarkdownReport(withKernel, []), '### Suspects');
+    assert.equal(header!.at(-1), 'kernel');
+    for (const row of rows) assert.equal(row.length, header!.length);
+    assert.deepEqual(
+      rows.map((row) => row.at(-1)),
+      ['—', '`norm\\|k csrc/n.cu:7`', '—'],
+    );
+  });
+
   it('escapes annotation notes so they stay inert text in their cell', () => {
     const [header, ...rows] = tableAfter(markdown, '### Annotations');
     assert.equal(rows.length, annotations.length);
