@@ -16,13 +16,30 @@ const common = {
 };
 
 mkdirSync('dist/queries', { recursive: true });
+mkdirSync('dist/webview', { recursive: true });
+cpSync('webview/panel/panel.css', 'dist/webview/panel.css');
 cpSync('native-bridge/source/queries', 'dist/queries', { recursive: true });
 await Promise.all([
   esbuild.build({ ...common, entryPoints: ['native-bridge/cli/main.ts'], outfile: 'dist/cli.js' }),
   esbuild.build({
     ...common,
+    entryPoints: ['native-bridge/bridge/main.ts'],
+    outfile: 'dist/bridge.js',
+  }),
+  esbuild.build({
+    ...common,
     entryPoints: ['extension/extension.ts'],
     outfile: 'dist/extension.js',
+  }),
+  // The Divergence panel's script; plotly is loaded beside it as its own local resource.
+  esbuild.build({
+    ...common,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    external: [],
+    entryPoints: ['webview/panel/main.ts'],
+    outfile: 'dist/webview/panel.js',
   }),
   // The HTML report's page script, inlined into the report (so no source map to fetch).
   esbuild.build({

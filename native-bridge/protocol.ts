@@ -99,7 +99,8 @@ export interface RunSummary {
 export type ToWebview =
   | { type: 'hello'; protocolVersion: number }
   | { type: 'runStarted'; run: RunSummary }
-  | { type: 'points'; runId: string; points: SeriesPoint[] }
+  /** `comparedAt[i]`: when the bridge compared `points[i]` (Date.now()), for the chart's delay. */
+  | { type: 'points'; runId: string; points: SeriesPoint[]; comparedAt: number[] }
   | { type: 'runFinished'; runId: string; result: DiagnosisResult }
   | { type: 'runFailed'; runId: string; message: string }
   | { type: 'errorMap'; runId: string; index: number; map: ErrorMap | null; message?: string }

@@ -1,0 +1,18 @@
+import * as vscode from 'vscode';
+
+export interface EkkaSettings {
+  /** Overrides every ekka.json's `thresholds.ratio` when set. */
+  ratioThreshold?: number;
+  executionProvider: 'auto' | 'cpu' | 'cuda';
+  idleTimeoutSeconds: number;
+}
+
+export function readSettings(): EkkaSettings {
+  const config = vscode.workspace.getConfiguration('ekka');
+  const ratio = config.get<number | null>('thresholds.ratio', null);
+  return {
+    ...(typeof ratio === 'number' && ratio > 0 ? { ratioThreshold: ratio } : {}),
+    executionProvider: config.get<'auto' | 'cpu' | 'cuda'>('executionProvider', 'auto'),
+    idleTimeoutSeconds: config.get<number>('bridge.idleTimeoutSeconds', 300),
+  };
+}
