@@ -12,7 +12,13 @@ const common = {
   minify: production,
   logLevel: 'warning',
   // Native or wasm-loading packages stay in node_modules; `vscode` is provided by the editor.
-  external: ['vscode', 'onnxruntime-node', 'web-tree-sitter', 'tree-sitter-python'],
+  external: [
+    'vscode',
+    'onnxruntime-node',
+    'web-tree-sitter',
+    'tree-sitter-python',
+    'tree-sitter-cpp',
+  ],
 };
 
 mkdirSync('dist/queries', { recursive: true });

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
+import type { KernelLocation } from '../source/cppLocator';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -16,6 +17,26 @@ function table(rows: string[][]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+const KERNEL_KINDS: Record<KernelLocation['kind'], string> = {
+  'cuda-kernel': 'CUDA kernel',
+  function: 'no kernel launch found',
+  registration: 'registration; its function was not found',
+  'ort-custom-op': 'ONNX Runtime custom op',
+};
+
+/** `kernel: csrc/layernorm_kernels.cu:42 rms_norm_kernel (launched by rms_norm, line 80)`. */
+function kernelLine(kernel: KernelLocation): string {
+  const launched = kernel.launches?.[0];
+  if (!launched) {
+    return `kernel: ${kernel.file}:${kernel.line} ${kernel.symbol} (${KERNEL_KINDS[kernel.kind]})`;
+  }
+  const host =
+    launched.file === kernel.file ? `line ${kernel.line}` : `${kernel.file}:${kernel.line}`;
+  const others = kernel.launches!.length - 1;
+  const more = others > 0 ? `; ${others} more kernel${others > 1 ? 's' : ''}` : '';
+  return `kernel: ${launched.file}:${launched.line} ${launched.symbol} (launched by ${kernel.symbol}, ${host}${more})`;
 }
 
 /** The human-readable summary the CLI prints. */
@@ -115,7 +136,13 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
         source,
       ]);
     }
-    lines.push(table(rows));
+    // Each suspect's kernel, when it has one, on its own line under the suspect's row.
+    const [header, ...suspectRows] = table(rows).split('\n');
+    lines.push(header!);
+    result.suspects.forEach((s, i) => {
+      lines.push(suspectRows[i]!);
+      if (s.kernel) lines.push(`      ${kernelLine(s.kernel)}`);
+    });
     if (top?.ownRatio !== undefined) {
       const starts = top.ownRatio >= result.thresholds.ratio;
       lines.push(

@@ -9,6 +9,8 @@ import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile } from '../runners/inputFile';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
+import { relativeKernelLocation, type KernelLocation } from '../source/cppLocator';
+import { locateSuspectKernels } from '../source/kernelCalls';
 import { PythonSourceLocator, type SourceLocation } from '../source/pythonLocator';
 import {
   coarserDType,
@@ -26,26 +28,43 @@ import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './r
 
 export type { RunRole };
 
-/** Source locations of `modules`, in order; a lookup that fails becomes a warning and null. */
+/**
+ * Source locations of `modules`, in order, with the custom kernel (C++/CUDA) each one runs where the
+ * source folders hold it; a lookup that fails becomes a warning and null.
+ */
 async function locateSources(
   config: DiagnosisConfig,
   modules: readonly string[],
   warnings: string[],
-): Promise<(SourceLocation | undefined)[]> {
-  if (!config.source || modules.length === 0) return modules.map(() => undefined);
+): Promise<{ source?: SourceLocation; kernel?: KernelLocation }[]> {
+  if (!config.source || modules.length === 0) return modules.map(() => ({}));
   let locator: PythonSourceLocator | undefined;
+  let found: { source?: SourceLocation; kernel?: KernelLocation }[];
   try {
     locator = await PythonSourceLocator.create(config.source);
-    const found: (SourceLocation | undefined)[] = [];
+    found = [];
     // One at a time: the locator's parser is not reentrant.
-    for (const module of modules) found.push(await locator.locate(module));
-    return found;
+    for (const module of modules) found.push({ source: await locator.locate(module) });
   } catch (cause) {
     warnings.push(`source lines not found: ${describeCause(cause)}`);
-    return modules.map(() => undefined);
+    found = modules.map(() => ({}));
   } finally {
     locator?.dispose();
   }
+  try {
+    const located = await locateSuspectKernels(
+      config.source.searchPaths,
+      modules.map((module, i) => ({ module, source: found[i]!.source })),
+      config.target.model,
+    );
+    located.kernels.forEach((kernel, i) => {
+      if (kernel) found[i]!.kernel = kernel;
+    });
+    warnings.push(...located.warnings);
+  } catch (cause) {
+    warnings.push(`kernel sources not found: ${describeCause(cause)}`);
+  }
+  return found;
 }
 
 export function relativeLocation(location: SourceLocation, baseDir: string): SourceLocation {
@@ -388,7 +407,7 @@ export async function runDiagnosis(
         const firstDivergentOp = comparedOps.find(
           (op) => op.module === suspect.module && op.ratio >= bar,
         );
-        const location = locations[rank];
+        const { source: location, kernel } = locations[rank] ?? {};
         return {
           rank: rank + 1,
           module: suspect.module,
@@ -400,6 +419,7 @@ export async function runDiagnosis(
           confidence: suspect.confidence,
           index: suspect.index,
           source: location ? relativeLocation(location, config.baseDir) : null,
+          ...(kernel ? { kernel: relativeKernelLocation(kernel, config.baseDir) } : {}),
         };
       });
     }

@@ -2,6 +2,7 @@ import type { NonFiniteCounts } from '../compare/metrics';
 import type { NoiseSource } from '../compare/errorRatio';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import type { Rewiring } from '../localize/rewiring';
+import type { KernelLocation } from '../source/cppLocator';
 import type { SourceLocation } from '../source/pythonLocator';
 
 /** One compared module output, in the target's execution order. Streamed as soon as it exists. */
@@ -68,6 +69,12 @@ export interface Suspect {
   index: number;
   /** File relative to the config's folder (or the source root). Null when no source was found. */
   source: SourceLocation | null;
+  /**
+   * The custom C++/CUDA kernel behind the module, files relative like `source`: an op of its module
+   * in a custom ONNX domain, else the first custom-op call in its workspace forward that the
+   * source folders define. Absent when there is none.
+   */
+  kernel?: KernelLocation;
 }
 
 export interface DiagnosisResult {

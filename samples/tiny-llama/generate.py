@@ -9,6 +9,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import sys
 
 import torch
@@ -27,6 +28,12 @@ BUG_CASES = {
     "rope-interleaved": ("model.layers.2.self_attn", "InterleavedRotaryAttention", "model/rope"),
     "final-norm-eps": ("model.norm", "FusedFinalRMSNorm", "model/norm"),
     "causal-mask-off-by-one": ("model", "LookaheadMaskModel", "model/attention"),
+    "rmsnorm-kernel": ("model.layers.1.input_layernorm", "KernelRMSNorm", "kernel/implementation"),
+}
+
+# case id -> (CUDA source in the case folder, the __global__ function holding the planted bug)
+KERNEL_CASES = {
+    "rmsnorm-kernel": ("csrc/layernorm_kernels.cu", "rms_norm_kernel"),
 }
 
 
@@ -71,8 +78,20 @@ def load_case_module(case_dir):
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # inspect finds the source through sys.modules
-    spec.loader.exec_module(module)
+    sys.path.insert(0, case_dir)  # a case may import its own helper modules (custom_ops.py)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(case_dir)
     return module
+
+
+def kernel_of(case_dir, file, name):
+    """The line naming a __global__ function in a case's CUDA source."""
+    with open(os.path.join(case_dir, file)) as handle:
+        text = handle.read()
+    match = re.search(r"__global__\s+void\s+(" + re.escape(name) + r")\s*\(", text)
+    return {"file": file, "line": text[: match.start(1)].count("\n") + 1, "symbol": name}
 
 
 def source_of(cls, relative_to):
@@ -116,10 +135,10 @@ def main():
         print(f"{case_id}: relative logits error {drift.item():.3e}")
         export(target, inputs, os.path.join(case_dir, "target.onnx"))
         buggy_class = getattr(case_module, class_name)
-        write_json(
-            os.path.join(case_dir, "expected.json"),
-            {"module": module_path, "source": source_of(buggy_class, case_dir), "cause": cause},
-        )
+        expected = {"module": module_path, "source": source_of(buggy_class, case_dir), "cause": cause}
+        if case_id in KERNEL_CASES:
+            expected["kernel"] = kernel_of(case_dir, *KERNEL_CASES[case_id])
+        write_json(os.path.join(case_dir, "expected.json"), expected)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ interface Expected {
   module: string | null;
   source?: { file: string; line: number };
   cause?: string;
+  /** The `__global__` kernel holding the bug, for cases whose module runs a custom kernel. */
+  kernel?: { file: string; line: number; symbol: string };
 }
 
 /** The same diagnosis with every run captured as one whole graph. */
@@ -102,6 +104,13 @@ describe('sample diagnoses (ground truth in each case’s expected.json)', () =>
         assert.deepEqual(
           { file: result.suspects[0]?.source?.file, line: result.suspects[0]?.source?.line },
           expected.source,
+        );
+        // The kernel: the one the op's host function launches, else the op's own location.
+        const kernel = result.suspects[0]?.kernel;
+        const launched = kernel?.launches?.[0] ?? kernel;
+        assert.deepEqual(
+          launched && { file: launched.file, line: launched.line, symbol: launched.symbol },
+          expected.kernel,
         );
       });
 

@@ -1,0 +1,5 @@
+#pragma once
+
+#include <torch/all.h>
+
+void rms_norm(torch::Tensor& out, torch::Tensor& input, torch::Tensor& weight, double epsilon);
