@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { BridgeClient, BridgeError } from '../../extension/bridge/bridgeClient';
 import type { SeriesPoint } from '../../native-bridge/diagnosis/result';
@@ -11,8 +12,8 @@ function newClient(overrides: Partial<ConstructorParameters<typeof BridgeClient>
   const log: string[] = [];
   const unexpected: string[] = [];
   const client = new BridgeClient({
-    modulePath: path.resolve('native-bridge/bridge/main.ts'),
-    execArgv: ['--import', 'tsx'],
+    // The shipped bundle: a TypeScript loader would add a child process of its own.
+    modulePath: path.resolve('dist/bridge.js'),
     log: (line) => log.push(line),
     onUnexpectedExit: (message) => unexpected.push(message),
     ...overrides,
@@ -60,6 +61,9 @@ describe('bridge client against the real bridge process', function () {
   this.timeout(120_000);
   let slow: { partitioned: string; wholeGraph: string };
   before(async () => {
+    const bundle = await fs.stat('dist/bridge.js').catch(() => undefined);
+    const source = await fs.stat('native-bridge/bridge/main.ts');
+    if (!bundle || bundle.mtimeMs < source.mtimeMs) execFileSync('node', ['esbuild.config.mjs']);
     slow = await slowDiagnosis();
   });
 
@@ -173,22 +177,35 @@ describe('bridge client against the real bridge process', function () {
         const pid = client.pid!;
         const { token, cancel } = cancellation();
         let cancelledAt = 0;
-        let pointsAfter = 0;
-        const run = client.runDiagnosis(
-          { runId: `cancel-${mode}`, configPath: slow[mode] },
-          { onPoint: () => void (cancelledAt && pointsAfter++) },
-          token,
-        );
-        // Partitioned runs stream from ~0.4 s; whole-graph runs are one long native call.
-        setTimeout(() => {
+        let settled = false;
+        let points = 0;
+        let pointsAfterSettled = 0;
+        const cancelNow = () => {
+          if (cancelledAt) return;
           cancelledAt = Date.now();
           cancel();
-        }, 1500);
+        };
+        const run = client.runDiagnosis(
+          { runId: `cancel-${mode}`, configPath: slow[mode] },
+          {
+            onPoint: () => {
+              if (settled) pointsAfterSettled++;
+              // Partitioned: cancel mid-stream, between the segments' comparisons.
+              if (++points === 20) cancelNow();
+            },
+          },
+          token,
+        );
+        // Whole-graph: one long native call with no points until its end.
+        const timer = setTimeout(cancelNow, 1500);
         await assert.rejects(run, (error: BridgeError) => error.kind === 'cancelled');
+        settled = true;
+        clearTimeout(timer);
         const stoppedIn = Date.now() - cancelledAt;
         assert.ok(stoppedIn < 1000, `stopped ${stoppedIn} ms after cancel`);
+        if (mode === 'partitioned') assert.ok(points < 115, `all ${points} points came`);
         await new Promise((resolve) => setTimeout(resolve, 300));
-        assert.equal(pointsAfter, 0, 'points after the run settled');
+        assert.equal(pointsAfterSettled, 0, 'points after the run settled');
         assert.equal(childrenOf(pid), '');
         if (mode === 'partitioned') assert.ok(isAlive(pid), 'a run that stops keeps its process');
         else assert.ok(!isAlive(pid), 'a run stuck in native code loses its process');
@@ -217,7 +234,10 @@ describe('bridge client against the real bridge process', function () {
   });
 
   it('refuses a bridge that speaks another protocol version', async () => {
-    const { client } = newClient({ modulePath: path.resolve('test/bridge/otherVersionBridge.ts') });
+    const { client } = newClient({
+      modulePath: path.resolve('test/bridge/otherVersionBridge.ts'),
+      execArgv: ['--import', 'tsx'],
+    });
     try {
       await assert.rejects(
         client.locateModule(ROPE_CASE, 'model'),
