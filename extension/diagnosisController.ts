@@ -79,6 +79,14 @@ export class DiagnosisController implements vscode.Disposable {
       thresholdRatio: settings.ratioThreshold ?? 2,
     };
     this.markers.clear();
+    if (!this.panel.exists && vscode.window.visibleTextEditors.length === 0) {
+      // Code on the left, chart on the right: with no editor open, the panel would take the
+      // only group and the first source opened would cover it.
+      await vscode.window.showTextDocument(configUri, {
+        viewColumn: vscode.ViewColumn.One,
+        preview: true,
+      });
+    }
     this.panel.show();
     this.panel.post({ type: 'runStarted', run: summary });
     this.log.info(`diagnosing ${configPath} (run ${run.runId})`);
@@ -197,6 +205,7 @@ export class DiagnosisController implements vscode.Disposable {
       await revealLine(
         vscode.Uri.file(path.resolve(baseDir, suspect.source.file)),
         suspect.source.line,
+        { viewColumn: this.panel.sourceColumn },
       );
       return;
     }
@@ -208,7 +217,9 @@ export class DiagnosisController implements vscode.Disposable {
         );
         return;
       }
-      await revealLine(vscode.Uri.file(location.file), location.line);
+      await revealLine(vscode.Uri.file(location.file), location.line, {
+        viewColumn: this.panel.sourceColumn,
+      });
     } catch (cause) {
       void vscode.window.showErrorMessage(`Ekka: ${(cause as Error).message}`);
     }
@@ -233,7 +244,7 @@ export class DiagnosisController implements vscode.Disposable {
     const file = vscode.Uri.file(path.resolve(path.dirname(run.configPath), top.source.file));
     this.markers.show(top, file, run.result?.changePoint?.index);
     try {
-      await revealLine(file, top.source.line, { preserveFocus: false });
+      await revealLine(file, top.source.line, { viewColumn: this.panel.sourceColumn });
     } catch (cause) {
       this.log.warn(`cannot open ${file.fsPath}: ${(cause as Error).message}`);
     }

@@ -32,8 +32,43 @@ export class DivergencePanel implements vscode.Disposable {
     );
   }
 
+  get exists(): boolean {
+    return this.panel !== undefined;
+  }
+
   get visible(): boolean {
     return this.panel?.visible ?? false;
+  }
+
+  /**
+   * The column for source files, one that does not cover the panel: where a text editor is already
+   * visible beside it, else a new group beside.
+   */
+  get sourceColumn(): vscode.ViewColumn {
+    const panelColumn = this.panelColumn();
+    const beside = vscode.window.visibleTextEditors.find(
+      (editor) => editor.viewColumn !== undefined && editor.viewColumn !== panelColumn,
+    );
+    if (beside?.viewColumn) return beside.viewColumn;
+    if (panelColumn === undefined) return vscode.ViewColumn.One;
+    return panelColumn === vscode.ViewColumn.One ? vscode.ViewColumn.Two : vscode.ViewColumn.One;
+  }
+
+  /**
+   * The group holding the panel, read from the tab groups: `WebviewPanel.viewColumn` keeps the
+   * column asked for at creation (Two) when VS Code placed it in the only, empty group.
+   */
+  private panelColumn(): vscode.ViewColumn | undefined {
+    if (!this.panel) return undefined;
+    for (const group of vscode.window.tabGroups.all) {
+      const holds = group.tabs.some(
+        (tab) =>
+          tab.input instanceof vscode.TabInputWebview &&
+          tab.input.viewType.endsWith(DIVERGENCE_VIEW_TYPE),
+      );
+      if (holds) return group.viewColumn;
+    }
+    return this.panel.viewColumn;
   }
 
   show(preserveFocus = true): void {
@@ -44,8 +79,14 @@ export class DivergencePanel implements vscode.Disposable {
     const panel = vscode.window.createWebviewPanel(
       DIVERGENCE_VIEW_TYPE,
       'Ekka: Divergence',
-      { viewColumn: vscode.ViewColumn.Beside, preserveFocus },
-      { enableScripts: true, localResourceRoots: this.resourceRoots() },
+      // Code on the left (column one, where sources open), the chart on the right.
+      { viewColumn: vscode.ViewColumn.Two, preserveFocus },
+      {
+        enableScripts: true,
+        localResourceRoots: this.resourceRoots(),
+        // Points keep streaming into the chart while another tab covers it.
+        retainContextWhenHidden: true,
+      },
     );
     this.adopt(panel);
   }

@@ -1,0 +1,252 @@
+// The editor loop in a real VS Code (code-server): run the sample diagnosis from the command
+// palette, watch the Divergence chart fill, click the change point, land on the guilty line, and
+// record an annotation that is saved in the workspace.
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { FrameLocator, Page } from 'playwright-core';
+import {
+  REPO_ROOT,
+  ensureCodeServer,
+  extensionHostLog,
+  log,
+  startCodeServer,
+  waitForExtensionActivation,
+  type CodeServer,
+} from './support/codeServer';
+import { answerInputBox, pickQuickItem } from './support/quickInput';
+import { packageExtension } from './support/vsix';
+import {
+  activeEditorInfo,
+  closeBrowser,
+  openWorkbench,
+  runCommand,
+  screenshot,
+  waitForNotification,
+  webviewFrame,
+} from './support/workbench';
+
+const EXTENSION_ID = 'ekka.ekka-vscode';
+const CASE = 'cases/rope-interleaved/ekka.json';
+const EXPECTED = { module: 'model.layers.2.self_attn', file: 'modeling_target.py', line: 18 };
+
+async function copySample(): Promise<string> {
+  const workspace = await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-e2e-workspace-'));
+  await fs.cp(path.join(REPO_ROOT, 'samples/tiny-llama'), workspace, { recursive: true });
+  return workspace;
+}
+
+/** Pids of bridge processes (dist/bridge.js) among the server's descendants. */
+function bridgeProcesses(): string[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return out.split('\n').filter((line) => /ekka[^ ]*\/dist\/bridge\.js/.test(line));
+}
+
+/** Centre of the series point `index` in the Divergence chart, in page coordinates. */
+async function pointCentre(panel: FrameLocator, index: number): Promise<{ x: number; y: number }> {
+  const point = panel
+    .locator('#divergence .scatterlayer .trace')
+    .first()
+    .locator('path.point')
+    .nth(index);
+  const box = await point.boundingBox();
+  assert.ok(box, `point #${index} has no box`);
+  return { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+}
+
+describe('end to end: a diagnosis in the editor', function () {
+  this.timeout(600_000);
+  let workspace: string;
+  let server: CodeServer | undefined;
+  let page: Page;
+
+  before(async () => {
+    await ensureCodeServer();
+    const vsix = await packageExtension();
+    workspace = await copySample();
+    server = await startCodeServer({ workspace, vsixFiles: [vsix], logName: 'diagnosis' });
+    page = await openWorkbench(server.url);
+    await waitForExtensionActivation(server, EXTENSION_ID, 90_000);
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') {
+      await screenshot(page, `diagnosis-failed-${this.currentTest.title}`).catch(() => undefined);
+      if (server)
+        log(`extension host log:\n${(await extensionHostLog(server.userDataDir)).slice(-4000)}`);
+    }
+  });
+
+  after(async () => {
+    await closeBrowser();
+    await server?.stop();
+    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
+  });
+
+  it('runs the sample from the palette and fills the chart live', async () => {
+    const started = Date.now();
+    await runCommand(page, 'Ekka: Run Diagnosis');
+    await pickQuickItem(page, CASE);
+    const panel = webviewFrame(page);
+    const chart = panel.locator('#divergence[data-change-point="40"]');
+    await chart.waitFor({ state: 'attached', timeout: 120_000 });
+    const points = await panel.locator('#divergence').getAttribute('data-points');
+    assert.equal(points, '66');
+    assert.equal(
+      await panel.locator('#divergence .scatterlayer .trace').first().locator('path.point').count(),
+      66,
+    );
+    const maxDelay = Number(await panel.locator('#divergence').getAttribute('data-max-delay-ms'));
+    const meanDelay = Number(await panel.locator('#divergence').getAttribute('data-mean-delay-ms'));
+    log(
+      `chart filled ${((Date.now() - started) / 1000).toFixed(1)} s after the command; comparison → point on chart: mean ${meanDelay} ms, max ${maxDelay} ms`,
+    );
+    assert.ok(maxDelay > 0 && maxDelay < 2000, `delay ${maxDelay} ms`);
+    const rows = panel.locator('#suspects vscode-data-grid-row[data-module]');
+    assert.equal(await rows.first().getAttribute('data-module'), EXPECTED.module);
+    // At the end the editor jumps to the top suspect, marked in Problems.
+    const editor = await activeEditorInfo(page);
+    assert.equal(editor.file, EXPECTED.file);
+    assert.equal(editor.line, EXPECTED.line);
+    await screenshot(page, 'diagnosis-chart-filled');
+  });
+
+  it('re-runs from the panel, drawing each point as soon as it is compared', async () => {
+    const panel = webviewFrame(page);
+    const before = await panel.locator('#status').textContent();
+    await panel.locator('#rerun').click();
+    // The chart is cleared, then filled again by the streamed points.
+    await panel.locator('#divergence:not([data-change-point="40"])').waitFor({ state: 'attached' });
+    await panel
+      .locator('#divergence[data-change-point="40"]')
+      .waitFor({ state: 'attached', timeout: 120_000 });
+    const maxDelay = Number(await panel.locator('#divergence').getAttribute('data-max-delay-ms'));
+    const meanDelay = Number(await panel.locator('#divergence').getAttribute('data-mean-delay-ms'));
+    log(
+      `re-run, panel open: comparison in the bridge → point on the chart: mean ${meanDelay} ms, max ${maxDelay} ms`,
+    );
+    assert.ok(maxDelay >= 0 && maxDelay < 500, `max delay ${maxDelay} ms`);
+    assert.equal(await panel.locator('#divergence').getAttribute('data-points'), '66');
+    assert.ok(before);
+  });
+
+  it('clicking the change point opens its module’s source line and its error heatmap', async () => {
+    // Somewhere else first, so the jump is the click's doing.
+    await page.keyboard.press('Control+P');
+    await pickQuickItem(page, 'input.json');
+    assert.equal((await activeEditorInfo(page)).file, 'input.json');
+    const panel = webviewFrame(page);
+    const { x, y } = await pointCentre(panel, 40);
+    await page.mouse.move(x, y);
+    await page.mouse.click(x, y);
+    // The click opens the source beside the panel (the chart stays visible).
+    const deadline = Date.now() + 20_000;
+    while ((await activeEditorInfo(page)).file !== EXPECTED.file && Date.now() < deadline) {
+      await page.waitForTimeout(200);
+    }
+    const editor = await activeEditorInfo(page);
+    assert.equal(editor.file, EXPECTED.file);
+    assert.equal(editor.line, EXPECTED.line);
+    await panel
+      .locator('#heatmap .main-svg')
+      .first()
+      .waitFor({ state: 'attached', timeout: 20_000 });
+    assert.match(
+      (await panel.locator('#heatmap-title').textContent()) ?? '',
+      /#40 model\.layers\.2\.self_attn/,
+    );
+    await screenshot(page, 'diagnosis-change-point-clicked');
+  });
+
+  it('records an annotation on the top suspect and saves it in the workspace', async () => {
+    const panel = webviewFrame(page);
+    await panel
+      .locator(
+        `#suspects vscode-data-grid-row[data-module="${EXPECTED.module}"] vscode-button.annotate`,
+      )
+      .click();
+    await pickQuickItem(page, 'model/rope');
+    await answerInputBox(page, 'layer 2 pairs rotary dims GPT-J style on a NeoX checkpoint');
+    const file = path.join(workspace, '.ekka', 'annotations.json');
+    const deadline = Date.now() + 20_000;
+    let saved: { annotations: Record<string, unknown>[] } | undefined;
+    while (!saved && Date.now() < deadline) {
+      saved = await fs
+        .readFile(file, 'utf8')
+        .then((text) => JSON.parse(text) as { annotations: Record<string, unknown>[] })
+        .catch(() => undefined);
+      if (!saved) await page.waitForTimeout(250);
+    }
+    assert.ok(saved, `${file} not written`);
+    assert.equal(saved.annotations.length, 1);
+    const [annotation] = saved.annotations;
+    assert.equal(annotation!.cause, 'model/rope');
+    assert.equal(annotation!.location, 'model');
+    assert.equal(annotation!.module, EXPECTED.module);
+    assert.deepEqual(annotation!.source, {
+      file: 'cases/rope-interleaved/modeling_target.py',
+      line: 18,
+    });
+    assert.equal(annotation!.diagnosis, CASE);
+    // Shown at the source line as a comment thread.
+    await page
+      .locator('.review-widget', { hasText: 'model/rope' })
+      .first()
+      .waitFor({ timeout: 20_000 });
+    await screenshot(page, 'diagnosis-annotated');
+  });
+
+  it('exports a report with the chart image and the annotation', async () => {
+    await runCommand(page, 'Ekka: Export Diagnosis Report');
+    await waitForNotification(page, /report written to/);
+    const reports = path.join(workspace, '.ekka', 'reports');
+    const [dir] = await fs.readdir(reports);
+    const files = (await fs.readdir(path.join(reports, dir!))).sort();
+    assert.deepEqual(files, ['divergence.png', 'report.html', 'report.md']);
+    const png = await fs.readFile(path.join(reports, dir!, 'divergence.png'));
+    assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    const markdown = await fs.readFile(path.join(reports, dir!, 'report.md'), 'utf8');
+    assert.match(markdown, /model\.layers\.2\.self_attn/);
+    assert.match(markdown, /model\/rope/);
+    assert.match(markdown, /divergence\.png/);
+  });
+});
+
+describe('end to end: an untrusted workspace', function () {
+  this.timeout(600_000);
+  let workspace: string;
+  let server: CodeServer | undefined;
+  let page: Page;
+
+  before(async () => {
+    await ensureCodeServer();
+    const vsix = await packageExtension();
+    workspace = await copySample();
+    server = await startCodeServer({
+      workspace,
+      vsixFiles: [vsix],
+      trust: true,
+      settings: { 'security.workspace.trust.startupPrompt': 'never' },
+      logName: 'untrusted',
+    });
+    page = await openWorkbench(server.url);
+  });
+
+  after(async () => {
+    await closeBrowser();
+    await server?.stop();
+    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
+  });
+
+  it('runs no model and says why', async () => {
+    const before = bridgeProcesses().length;
+    await runCommand(page, 'Ekka: Run Diagnosis');
+    const { message } = await waitForNotification(page, /not trusted/);
+    assert.match(message, /does not run the models or the code/);
+    await page.waitForTimeout(1000);
+    assert.equal(bridgeProcesses().length, before, 'a bridge process was started');
+    await screenshot(page, 'untrusted-refused');
+  });
+});
