@@ -201,6 +201,14 @@ export class DiagnosisController implements vscode.Disposable {
     if (!run || !point) return;
     const suspect = run.result!.suspects.find((s) => s.index === index);
     const baseDir = path.dirname(run.configPath);
+    // A module computed by a custom kernel in the workspace: the kernel is where to look.
+    const kernel = suspect?.kernel && (suspect.kernel.launches?.[0] ?? suspect.kernel);
+    if (kernel) {
+      const file = path.resolve(baseDir, kernel.file);
+      this.log.info(`#${index} ${point.module}: kernel ${kernel.symbol} at ${file}:${kernel.line}`);
+      await revealLine(vscode.Uri.file(file), kernel.line, { viewColumn: this.panel.sourceColumn });
+      return;
+    }
     if (suspect?.source) {
       await revealLine(
         vscode.Uri.file(path.resolve(baseDir, suspect.source.file)),
@@ -242,7 +250,17 @@ export class DiagnosisController implements vscode.Disposable {
     }
     if (!top.source) return;
     const file = vscode.Uri.file(path.resolve(path.dirname(run.configPath), top.source.file));
-    this.markers.show(top, file, run.result?.changePoint?.index);
+    const kernel = top.kernel && (top.kernel.launches?.[0] ?? top.kernel);
+    this.markers.show(
+      top,
+      file,
+      run.result?.changePoint?.index,
+      kernel && {
+        file: vscode.Uri.file(path.resolve(path.dirname(run.configPath), kernel.file)),
+        line: kernel.line,
+        symbol: kernel.symbol,
+      },
+    );
     try {
       await revealLine(file, top.source.line, { viewColumn: this.panel.sourceColumn });
     } catch (cause) {

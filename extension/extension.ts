@@ -106,11 +106,20 @@ export function activate(context: vscode.ExtensionContext): void {
       return;
     }
     const point = index !== undefined ? run.result.series[index] : undefined;
-    const suspect =
+    let suspect: Pick<Suspect, 'module' | 'op' | 'ratio' | 'source'> | undefined =
       index !== undefined
-        ? (run.result.suspects.find((s) => s.index === index) ??
-          (point && { module: point.module, op: point.op, ratio: point.ratio, source: null }))
+        ? run.result.suspects.find((s) => s.index === index)
         : await suspectToAnnotate(run);
+    if (!suspect && point) {
+      // Any module of the chart: its source comes from the locator (an absolute path).
+      const location = await bridge.locateModule(run.configPath, point.module).catch(() => null);
+      suspect = {
+        module: point.module,
+        op: point.op,
+        ratio: point.ratio,
+        source: location,
+      };
+    }
     if (suspect) await annotations.annotate(run, suspect);
   };
   const pushAnnotations = () =>

@@ -166,7 +166,9 @@ export class BridgeClient {
     const source = new CancellationTokenSource();
     let cancelled = false;
     let killTimer: NodeJS.Timeout | undefined;
+    let settled = false;
     const onCancel = () => {
+      if (settled) return;
       cancelled = true;
       source.cancel();
       // A native run may not look at the token for a while: the grace period bounds the wait.
@@ -198,6 +200,7 @@ export class BridgeClient {
       }
       throw new BridgeError((cause as Error).message ?? String(cause), 'bridge');
     } finally {
+      settled = true;
       clearTimeout(killTimer);
       subscription?.dispose();
       source.dispose();

@@ -39,7 +39,12 @@ export class SuspectMarkers implements vscode.Disposable {
   }
 
   /** Marks the top suspect; `file` is its absolute source file. */
-  show(suspect: Suspect, file: vscode.Uri, changePointIndex: number | undefined): void {
+  show(
+    suspect: Suspect,
+    file: vscode.Uri,
+    changePointIndex: number | undefined,
+    kernel?: { file: vscode.Uri; line: number; symbol: string },
+  ): void {
     const line = suspect.source!.line;
     const range = new vscode.Range(line - 1, 0, line - 1, Number.MAX_SAFE_INTEGER);
     const where =
@@ -51,6 +56,14 @@ export class SuspectMarkers implements vscode.Disposable {
     );
     diagnostic.source = 'Ekka';
     diagnostic.code = 'silent-divergence';
+    if (kernel) {
+      diagnostic.relatedInformation = [
+        new vscode.DiagnosticRelatedInformation(
+          new vscode.Location(kernel.file, new vscode.Position(kernel.line - 1, 0)),
+          `computed by the custom kernel ${kernel.symbol}`,
+        ),
+      ];
+    }
     this.diagnostics.set(file, [diagnostic]);
     const hover = new vscode.MarkdownString(
       `**Ekka suspect #${suspect.rank}**: \`${suspect.module}\` (${suspect.op})\n\n` +

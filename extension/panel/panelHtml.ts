@@ -52,7 +52,10 @@ export function panelHtml(options: {
     <vscode-data-grid-cell cell-type="columnheader" grid-column="7"></vscode-data-grid-cell>
   </vscode-data-grid-row>
 </vscode-data-grid>
-<h3 id="heatmap-title">Click a point to see its error heatmap.</h3>
+<div class="heatmap-header">
+  <h3 id="heatmap-title">Click a point to see its error heatmap.</h3>
+  <vscode-button id="annotate-selected" appearance="secondary" hidden>Annotate this module</vscode-button>
+</div>
 <div id="heatmap" class="chart heatmap"></div>
 <script nonce="${nonce}" src="${plotlyUri}"></script>
 <script nonce="${nonce}" src="${scriptUri}"></script>

@@ -111,6 +111,20 @@ describe('bridge client against the real bridge process', function () {
     }
   });
 
+  it('ignores a cancel that comes after the run finished', async () => {
+    const { client } = newClient({ cancelGraceMs: 50 });
+    try {
+      const { token, cancel } = cancellation();
+      await client.runDiagnosis({ runId: 'done', configPath: ROPE_CASE }, {}, token);
+      const pid = client.pid!;
+      cancel();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(isAlive(pid), 'the finished run’s process was killed by a late cancel');
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('locates a module’s source through the bridge', async () => {
     const { client } = newClient();
     try {
@@ -171,7 +185,10 @@ describe('bridge client against the real bridge process', function () {
 
   for (const mode of ['partitioned', 'wholeGraph'] as const) {
     it(`stops a ${mode} run within a second of cancel and leaves no child process`, async () => {
-      const { client, unexpected } = newClient();
+      const { client, unexpected } = newClient({
+        // Whole-graph: a short grace, so the cancel lands inside the long native call.
+        cancelGraceMs: mode === 'wholeGraph' ? 100 : 800,
+      });
       try {
         await client.locateModule(ROPE_CASE, 'model'); // started and warm
         const pid = client.pid!;
@@ -193,14 +210,15 @@ describe('bridge client against the real bridge process', function () {
               // Partitioned: cancel mid-stream, between the segments' comparisons.
               if (++points === 20) cancelNow();
             },
+            // Whole-graph: both sessions are open, the long native calls come next.
+            onProgress: (message) => {
+              if (mode === 'wholeGraph' && message.startsWith('target:')) cancelNow();
+            },
           },
           token,
         );
-        // Whole-graph: one long native call with no points until its end.
-        const timer = setTimeout(cancelNow, 1500);
         await assert.rejects(run, (error: BridgeError) => error.kind === 'cancelled');
         settled = true;
-        clearTimeout(timer);
         const stoppedIn = Date.now() - cancelledAt;
         assert.ok(stoppedIn < 1000, `stopped ${stoppedIn} ms after cancel`);
         if (mode === 'partitioned') assert.ok(points < 115, `all ${points} points came`);

@@ -75,6 +75,7 @@ const heatmapTitle = document.getElementById('heatmap-title')!;
 const status = document.getElementById('status')!;
 const spinner = document.getElementById('spinner')!;
 const suspectsGrid = document.getElementById('suspects')!;
+const annotateSelected = document.getElementById('annotate-selected')!;
 let chartDrawn = false;
 let delayTotal = 0;
 let saveTimer: number | undefined;
@@ -156,6 +157,7 @@ function select(index: number, reveal: boolean): void {
   heatmapTitle.textContent = point
     ? `#${index} ${point.module} (${point.op}) [${point.shape.join('×')}]: |target − reference|`
     : `#${index}`;
+  annotateSelected.hidden = false;
 }
 
 function setStatus(text: string, busy: boolean): void {
@@ -180,7 +182,10 @@ function renderSuspects(): void {
     const row = document.createElement('vscode-data-grid-row');
     row.dataset.module = suspect.module;
     row.dataset.index = String(suspect.index);
-    const source = suspect.source ? `${suspect.source.file}:${suspect.source.line}` : '—';
+    const kernel = suspect.kernel && (suspect.kernel.launches?.[0] ?? suspect.kernel);
+    const source =
+      (suspect.source ? `${suspect.source.file}:${suspect.source.line}` : '—') +
+      (kernel ? ` · kernel ${kernel.symbol} ${kernel.file}:${kernel.line}` : '');
     const note = annotated.has(suspect.module) ? ' ✎' : '';
     [
       String(suspect.rank),
@@ -263,6 +268,7 @@ async function handle(message: ToWebview): Promise<void> {
       renderSuspects();
       Plotly.purge(heatmap);
       heatmapTitle.textContent = 'Click a point to see its error heatmap.';
+      annotateSelected.hidden = true;
       await drawChart();
       break;
     case 'points': {
@@ -325,6 +331,11 @@ window.addEventListener('message', (event: MessageEvent<ToWebview>) => {
 });
 
 document.getElementById('rerun')!.addEventListener('click', () => post({ type: 'rerun' }));
+annotateSelected.addEventListener('click', () => {
+  if (state.run && state.selected !== undefined) {
+    post({ type: 'annotate', runId: state.run.runId, index: state.selected });
+  }
+});
 document.getElementById('export')!.addEventListener('click', () => post({ type: 'exportReport' }));
 // Theme changes swap the body's classes: redraw in the new colours.
 new MutationObserver(() => void drawChart()).observe(document.body, {
