@@ -1,0 +1,43 @@
+/**
+ * One module output captured from a framework run (the PyTorch capture helper, or a dump made by
+ * it or by another tool). Unlike ONNX records these carry no graph: they are paired with the other
+ * run's records by the mapping (native-bridge/mapping), through the module path.
+ */
+export interface CapturedRecord {
+  /** Unique within the run: `${module}#${call}/${output}` (plus `@rank${rank}` for a shard). */
+  name: string;
+  /** Position in the run's execution order (hook completion order), from 0. */
+  seq: number;
+  /** Module path as the framework names it: `model.layers.0.self_attn.qkv_proj`; '' is the root. */
+  module: string;
+  /** The module's class name: `QKVParallelLinear`, `LlamaAttention`. */
+  className: string;
+  /** 1 for the first call of the module, 2 for the second (a decode step after a prefill), ... */
+  call: number;
+  /**
+   * Where the tensor sits in the module's return value: '' for a plain tensor, '0'/'1' for tuple
+   * items, 'hidden' for a dict key, '0.1' when nested.
+   */
+  output: string;
+  /** Tensor-parallel rank that produced this shard; absent for unsharded runs. */
+  rank?: number;
+  /** Storage type as captured: float32, float16, bfloat16, int64, ... */
+  dtype: string;
+  shape: number[];
+  /** The values, widened to float32 (float64 for integer types). */
+  data: Float32Array | Float64Array;
+  /** Where the module's class is defined (`inspect`), absolute path and 1-based line. */
+  source?: { file: string; line: number };
+}
+
+/** What a capture says about itself. */
+export interface CaptureInfo {
+  framework: 'pytorch' | string;
+  /** e.g. `samples/serving-llama/serving.py:build` or a model directory. */
+  model: string;
+  /** torch version, device and dtype the run used, as reported by the helper. */
+  frameworkVersion?: string;
+  device?: string;
+  dtype?: string;
+  records: number;
+}
