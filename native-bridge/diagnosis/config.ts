@@ -44,7 +44,8 @@ export interface DiagnosisConfig {
   thresholds: Thresholds;
 }
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+// strictRequired off: the run's kind-dependent `required` lists sit in if/then branches.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictRequired: false });
 const validateSchema = ajv.compile(schema);
 
 /** Property names the schema allows at a JSON pointer, for "did you mean" hints. */
@@ -88,10 +89,31 @@ interface RawConfig {
   target: RunConfig;
   reference: RunConfig;
   referenceLowPrecision?: RunConfig;
-  input: string;
+  input?: string;
   source?: { entry?: string; searchPaths?: string[] };
   capture?: CaptureMode;
   thresholds: Thresholds;
+}
+
+/**
+ * Checks parsed ekka.json content against the schema (filling defaults) and returns a copy; every
+ * violation is listed in one error naming the file.
+ */
+export function validateDiagnosisContent(content: unknown, file?: string): Record<string, unknown> {
+  const raw = structuredClone(content) as Record<string, unknown>;
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) raw.thresholds ??= {};
+  if (!validateSchema(raw)) {
+    const messages = (validateSchema.errors ?? [])
+      // An if/then failure repeats the `required` error inside it.
+      .filter((error) => error.keyword !== 'if')
+      .map(describeSchemaError);
+    throw new EkkaError(
+      'config',
+      `invalid diagnosis:\n  ${[...new Set(messages)].join('\n  ')}`,
+      file,
+    );
+  }
+  return raw;
 }
 
 /** Validates parsed ekka.json content and resolves its paths against `baseDir`. */
@@ -100,17 +122,24 @@ export async function resolveConfig(
   baseDir: string,
   file?: string,
 ): Promise<DiagnosisConfig> {
-  const raw = structuredClone(content) as Record<string, unknown>;
-  if (raw && typeof raw === 'object' && !Array.isArray(raw)) raw.thresholds ??= {};
-  if (!validateSchema(raw)) {
-    const messages = (validateSchema.errors ?? []).map(describeSchemaError);
+  const config = validateDiagnosisContent(content, file) as unknown as RawConfig;
+  if (config.input === undefined) {
     throw new EkkaError(
       'config',
-      `invalid diagnosis:\n  ${[...new Set(messages)].join('\n  ')}`,
+      'invalid diagnosis:\n  (top level): missing required key "input"',
       file,
     );
   }
-  const config = raw as unknown as RawConfig;
+  for (const key of ['target', 'reference', 'referenceLowPrecision'] as const) {
+    const kind = (config[key] as { kind?: string } | undefined)?.kind;
+    if (kind && kind !== 'onnx') {
+      throw new EkkaError(
+        'config',
+        `${key}.kind "${kind}": ONNX runs and captured runs (pytorch, dump) cannot be mixed in one diagnosis`,
+        file,
+      );
+    }
+  }
   const resolveRun = async (run: RunConfig, key: string): Promise<RunConfig> => ({
     ...run,
     capture: config.capture ?? 'partitioned',
@@ -146,7 +175,7 @@ export async function resolveConfig(
   return resolved;
 }
 
-async function existingFile(
+export async function existingFile(
   baseDir: string,
   relative: string,
   key: string,

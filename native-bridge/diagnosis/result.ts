@@ -94,10 +94,27 @@ export interface DiagnosisResult {
   spikes: number[];
   suspects: Suspect[];
   unmatched: UnmatchedRecord[];
+  /** Captured runs only: how target records were paired with reference records. */
+  mapping?: MappingReport;
   /** Things the user should know that do not change the verdict. */
   warnings: string[];
   /** Ops compared one to one (beyond the module outputs), for the op inside each suspect. */
   comparedOps: number;
   /** Per run, the time spent building sessions and running; lockstep: runs went segment by segment together. */
   timings: { totalMs: number; runsMs: Partial<Record<string, number>>; lockstep: boolean };
+}
+
+/** Which target values were compared with which reference values, and how they were aligned. */
+export interface MappingReport {
+  preset: string;
+  pairs: {
+    key: string;
+    target: string[];
+    reference: string[];
+    /** The rule that paired them: `rule 1 (ekka.json)`, `preset llama`, `same path`. */
+    origin: string;
+    /** Each alignment step applied before comparing (combine, permute, token window, reshape). */
+    transforms: string[];
+  }[];
+  unmatched: UnmatchedRecord[];
 }

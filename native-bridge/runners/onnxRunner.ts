@@ -37,6 +37,8 @@ export interface OnnxRunOptions {
 }
 
 export interface OnnxRunInfo {
+  /** Who ran it: onnxruntime (absent in older results), or a capture (pytorch, a dump). */
+  framework?: 'onnxruntime' | 'pytorch' | 'dump';
   model: string;
   /** The provider that actually ran. */
   executionProvider: 'cpu' | 'cuda';

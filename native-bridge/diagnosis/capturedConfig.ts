@@ -1,0 +1,162 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { EkkaError } from '../errors';
+import { readJsonFile } from '../jsonFile';
+import type { MappingRule } from '../mapping/mappingRule';
+import {
+  existingFile,
+  resolveConfig,
+  validateDiagnosisContent,
+  type DiagnosisConfig,
+  type Thresholds,
+} from './config';
+
+/** A run captured from a framework: the PyTorch helper now, or a dump made elsewhere. */
+export type CapturedRunConfig =
+  | {
+      kind: 'pytorch';
+      /** Absolute path of the factory file, and the function in it. */
+      factoryFile: string;
+      factoryFunction: string;
+      dtype: 'float32' | 'bfloat16' | 'float16';
+      device: 'auto' | 'cpu' | 'cuda';
+      python?: string;
+    }
+  | { kind: 'dump'; dump: string };
+
+export interface MappingConfig {
+  preset: string;
+  rules: MappingRule[];
+  ignore: string[];
+  targetCallTokens?: [number, number][];
+}
+
+/** A diagnosis between two captured runs (different implementations, paired by the mapping). */
+export interface CapturedDiagnosisConfig {
+  kind: 'captured';
+  file?: string;
+  baseDir: string;
+  name?: string;
+  target: CapturedRunConfig;
+  reference: CapturedRunConfig;
+  referenceLowPrecision?: CapturedRunConfig;
+  mapping: MappingConfig;
+  thresholds: Thresholds;
+}
+
+export type AnyDiagnosisConfig = DiagnosisConfig | CapturedDiagnosisConfig;
+
+export function isCaptured(config: AnyDiagnosisConfig): config is CapturedDiagnosisConfig {
+  return 'kind' in config && config.kind === 'captured';
+}
+
+interface RawRun {
+  kind?: string;
+  factory?: string;
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+  device?: 'auto' | 'cpu' | 'cuda';
+  python?: string;
+  dump?: string;
+}
+
+async function existingFolder(baseDir: string, relative: string, key: string, file?: string) {
+  const absolute = path.resolve(baseDir, relative);
+  const stat = await fs.stat(absolute).catch(() => undefined);
+  if (!stat?.isDirectory()) {
+    throw new EkkaError(
+      'config',
+      `${key}: folder "${relative}" not found (looked for ${absolute})`,
+      file,
+    );
+  }
+  return absolute;
+}
+
+async function resolveRun(
+  raw: RawRun,
+  key: string,
+  baseDir: string,
+  file?: string,
+): Promise<CapturedRunConfig> {
+  if (raw.kind === 'dump') {
+    return { kind: 'dump', dump: await existingFolder(baseDir, raw.dump!, `${key}.dump`, file) };
+  }
+  const [factoryPath, factoryFunction] = raw.factory!.split(':') as [string, string];
+  return {
+    kind: 'pytorch',
+    factoryFile: await existingFile(baseDir, factoryPath, `${key}.factory`, file),
+    factoryFunction,
+    dtype: raw.dtype ?? 'float32',
+    device: raw.device ?? 'auto',
+    ...(raw.python ? { python: raw.python } : {}),
+  };
+}
+
+/** Validates a diagnosis of captured runs and resolves its paths against `baseDir`. */
+export async function resolveCapturedConfig(
+  content: unknown,
+  baseDir: string,
+  file?: string,
+): Promise<CapturedDiagnosisConfig> {
+  const raw = validateDiagnosisContent(content, file) as {
+    name?: string;
+    target: RawRun;
+    reference: RawRun;
+    referenceLowPrecision?: RawRun;
+    mapping?: Partial<MappingConfig> & { preset?: string };
+    thresholds: Thresholds;
+  };
+  for (const key of ['target', 'reference', 'referenceLowPrecision'] as const) {
+    const kind = raw[key]?.kind ?? 'onnx';
+    if (raw[key] && kind === 'onnx') {
+      throw new EkkaError(
+        'config',
+        `${key}.kind "onnx": ONNX runs and captured runs (pytorch, dump) cannot be mixed in one diagnosis`,
+        file,
+      );
+    }
+  }
+  const config: CapturedDiagnosisConfig = {
+    kind: 'captured',
+    file,
+    baseDir,
+    target: await resolveRun(raw.target, 'target', baseDir, file),
+    reference: await resolveRun(raw.reference, 'reference', baseDir, file),
+    mapping: {
+      preset: raw.mapping?.preset ?? 'llama',
+      rules: raw.mapping?.rules ?? [],
+      ignore: raw.mapping?.ignore ?? [],
+      ...(raw.mapping?.targetCallTokens ? { targetCallTokens: raw.mapping.targetCallTokens } : {}),
+    },
+    thresholds: raw.thresholds,
+  };
+  for (const [i, window] of (config.mapping.targetCallTokens ?? []).entries()) {
+    if (window[0] >= window[1]) {
+      throw new EkkaError(
+        'config',
+        `mapping.targetCallTokens[${i}]: start must be below end`,
+        file,
+      );
+    }
+  }
+  if (raw.name) config.name = raw.name;
+  if (raw.referenceLowPrecision) {
+    config.referenceLowPrecision = await resolveRun(
+      raw.referenceLowPrecision,
+      'referenceLowPrecision',
+      baseDir,
+      file,
+    );
+  }
+  return config;
+}
+
+/** Reads an ekka.json of either kind: ONNX runs, or captured runs paired by the mapping. */
+export async function loadDiagnosis(file: string): Promise<AnyDiagnosisConfig> {
+  const content = await readJsonFile(file, 'config');
+  const baseDir = path.dirname(path.resolve(file));
+  const kind = (content as { target?: { kind?: unknown } } | null)?.target?.kind;
+  return kind === 'pytorch' || kind === 'dump'
+    ? resolveCapturedConfig(content, baseDir, file)
+    : resolveConfig(content, baseDir, file);
+}

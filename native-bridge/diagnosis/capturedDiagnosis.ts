@@ -1,0 +1,323 @@
+import * as path from 'node:path';
+import { errorRatio } from '../compare/errorRatio';
+import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
+import { EkkaError } from '../errors';
+import { detectChangePoint } from '../localize/changePoint';
+import { rankSuspects } from '../localize/suspects';
+import { alignPair, planMapping, type PlannedPair } from '../mapping/mapRecords';
+import { PRESETS } from '../mapping/presets';
+import { combine, permute, sliceAxis, tokenAxis, type AlignedTensor } from '../mapping/transforms';
+import type { CaptureInfo, CapturedRecord } from '../runners/capturedRecord';
+import type { OnnxRunInfo } from '../runners/onnxRunner';
+import { coarserDType, comparisonDType, MAX_FINITE } from '../tensors/dtypes';
+import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
+import type { DiagnosisObserver, RunRole } from './diagnose';
+import type {
+  DiagnosisResult,
+  MappingReport,
+  SeriesPoint,
+  Suspect,
+  UnmatchedRecord,
+} from './result';
+
+export interface CapturedRun {
+  info: CaptureInfo;
+  records: CapturedRecord[];
+}
+
+/** Produces a run's records: the PyTorch helper, or a dump reader (tests pass their own). */
+export type CaptureSource = (
+  run: CapturedRunConfig,
+  role: RunRole,
+  signal?: AbortSignal,
+) => Promise<CapturedRun>;
+
+function runInfo(run: CapturedRunConfig, captured: CapturedRun): OnnxRunInfo {
+  return {
+    framework: run.kind === 'pytorch' ? 'pytorch' : 'dump',
+    model: run.kind === 'pytorch' ? `${run.factoryFile}:${run.factoryFunction}` : run.dump,
+    executionProvider: captured.info.device?.startsWith('cuda') ? 'cuda' : 'cpu',
+    optimization: 'disabled',
+    precision: (captured.info.dtype ??
+      (run.kind === 'pytorch' ? run.dtype : 'float32')) as OnnxRunInfo['precision'],
+    capture: 'whole-graph',
+    segments: 1,
+    capturedValues: captured.records.length,
+  };
+}
+
+/** Total reference tokens when target calls map to windows of one reference call. */
+function referenceTokens(config: CapturedDiagnosisConfig): number | undefined {
+  const windows = config.mapping.targetCallTokens;
+  return windows ? Math.max(...windows.map(([, end]) => end)) : undefined;
+}
+
+/** The reference side of a pair (one run's records) combined, permuted and cut to its tokens. */
+function referenceSide(
+  pair: PlannedPair,
+  records: readonly AlignedTensor[],
+  tokens: number | undefined,
+): AlignedTensor {
+  let tensor = combine(records, pair.referenceCombine ?? 'concat');
+  if (pair.referencePermute) tensor = permute(tensor, pair.referencePermute);
+  if (pair.tokens && tokens !== undefined) {
+    const axis = tokenAxis(tensor.shape, tokens);
+    const [start, end] = pair.tokens;
+    if (axis !== undefined && !(start === 0 && end === tokens))
+      tensor = sliceAxis(tensor, axis, start, end);
+  }
+  return tensor;
+}
+
+/**
+ * What a module's output error is measured against, as far as a capture without a graph tells:
+ * its input (the value compared last before its own children) and the outputs of its children
+ * (hooks report children first). A parent whose error is its child's has no jump of its own, so
+ * the child is ranked, not every module around it. Returns the series index of the largest.
+ */
+function inputOf(series: readonly SeriesPoint[], module: string): number | undefined {
+  let best: number | undefined;
+  const consider = (i: number) => {
+    if (best === undefined || series[i]!.ratio > series[best]!.ratio) best = i;
+  };
+  for (let i = series.length - 1; i >= 0; i--) {
+    const earlier = series[i]!.module;
+    const inside = earlier === module || earlier.startsWith(module ? `${module}.` : '');
+    consider(i);
+    if (!inside) break;
+  }
+  return best;
+}
+
+/**
+ * Diagnoses two captured runs of different implementations: captures them (and the low-precision
+ * reference), pairs their records through the mapping, aligns each pair, compares, and localizes
+ * the change point as the ONNX path does. Sources come from each target record's class.
+ */
+export async function runCapturedDiagnosis(
+  config: CapturedDiagnosisConfig,
+  capture: CaptureSource,
+  observer: DiagnosisObserver = {},
+  signal?: AbortSignal,
+): Promise<DiagnosisResult> {
+  const started = performance.now();
+  const throwIfCancelled = () => {
+    if (signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
+  };
+  const runsMs: Partial<Record<string, number>> = {};
+  const take = async (run: CapturedRunConfig, role: RunRole) => {
+    const t = performance.now();
+    const captured = await capture(run, role, signal);
+    runsMs[role] = performance.now() - t;
+    observer.runStarted?.(role, runInfo(run, captured));
+    throwIfCancelled();
+    return captured;
+  };
+  const reference = await take(config.reference, 'reference');
+  const lowPrecision = config.referenceLowPrecision
+    ? await take(config.referenceLowPrecision, 'referenceLowPrecision')
+    : undefined;
+  const target = await take(config.target, 'target');
+
+  const presetRules =
+    config.mapping.preset === 'none' ? [] : (PRESETS[config.mapping.preset] ?? []);
+  const rules = [
+    ...config.mapping.rules.map((rule, i) => ({ rule, origin: `rule ${i + 1} (ekka.json)` })),
+    ...presetRules.map((rule) => ({ rule, origin: `preset ${config.mapping.preset}` })),
+  ];
+  const plan = planMapping(target.records, reference.records, {
+    rules,
+    ignore: config.mapping.ignore,
+    ...(config.mapping.targetCallTokens
+      ? { targetCallTokens: config.mapping.targetCallTokens }
+      : {}),
+  });
+  const targetByName = new Map(target.records.map((r) => [r.name, r]));
+  const referenceByName = new Map(reference.records.map((r) => [r.name, r]));
+  const lowByName = new Map(lowPrecision?.records.map((r) => [r.name, r]) ?? []);
+  const tokens = referenceTokens(config);
+  const tensor = (r: CapturedRecord): AlignedTensor => ({ data: r.data, shape: r.shape });
+
+  const series: SeriesPoint[] = [];
+  const unmatched: UnmatchedRecord[] = plan.unmatched.map((u) => ({
+    side: u.side,
+    key: u.name,
+    module: u.module,
+    node: u.name,
+    reason: u.reason,
+  }));
+  const mappingPairs: MappingReport['pairs'] = [];
+  let usedMeasuredNoise = false;
+  let floorDType: ReturnType<typeof comparisonDType> = 'float32';
+  const floorFactor = config.thresholds.noiseFloorFactor;
+
+  for (const pair of plan.pairs) {
+    throwIfCancelled();
+    const targets = pair.target.map((name) => targetByName.get(name)!);
+    const references = pair.reference.map((name) => referenceByName.get(name)!);
+    let aligned;
+    try {
+      aligned = alignPair(pair, targets.map(tensor), references.map(tensor), tokens);
+    } catch (cause) {
+      unmatched.push({
+        side: 'target',
+        key: pair.key,
+        module: pair.module,
+        node: pair.target.join(', '),
+        reason: (cause as Error).message,
+      });
+      continue;
+    }
+    let gap: PairMetrics | undefined;
+    const lows = pair.reference.map((name) => lowByName.get(name));
+    if (lows.every((r) => r !== undefined)) {
+      try {
+        const low = referenceSide(pair, lows.map(tensor), tokens);
+        const full = referenceSide(pair, references.map(tensor), tokens);
+        if (low.data.length === full.data.length) gap = comparePair(low.data, full.data);
+      } catch {
+        gap = undefined;
+      }
+    }
+    const first = targets[0]!;
+    const dtype = comparisonDType(first.dtype);
+    const metrics = comparePair(aligned.target.data, aligned.reference.data, {
+      ...DEFAULT_COMPARE,
+      referenceLimit: MAX_FINITE[dtype],
+    });
+    const ratio = errorRatio(metrics, gap, dtype, { floorFactor });
+    if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
+    else floorDType = coarserDType(floorDType, dtype);
+    const inputIndex = inputOf(series, pair.module);
+    const point: SeriesPoint = {
+      index: series.length,
+      module: pair.module,
+      call: pair.call,
+      segment: 0,
+      key: pair.key,
+      node: pair.target.join(' + '),
+      op: first.className,
+      dtype: first.dtype,
+      shape: aligned.target.shape,
+      ratio: ratio.ratio,
+      relativeL2Error: metrics.relativeL2Error,
+      cosineSimilarity: metrics.cosineSimilarity,
+      maxAbsError: metrics.maxAbsError,
+      maxAbsErrorIndex:
+        metrics.maxAbsErrorIndex < 0
+          ? []
+          : unflattenIndex(metrics.maxAbsErrorIndex, aligned.target.shape),
+      noiseSource: ratio.noiseSource,
+      inputRatio: inputIndex === undefined ? 1 : Math.max(1, series[inputIndex]!.ratio),
+      ...(inputIndex === undefined ? {} : { inputIndex }),
+      target: metrics.target,
+      reference: metrics.reference,
+      nonFiniteMismatches: metrics.nonFiniteMismatches,
+      toleranceViolations: metrics.toleranceViolations,
+    };
+    series.push(point);
+    mappingPairs.push({
+      key: pair.key,
+      target: pair.target,
+      reference: pair.reference,
+      origin: pair.origin,
+      transforms: aligned.transforms,
+    });
+    observer.compared?.(point, aligned.target.data, aligned.reference.data);
+    observer.point?.(point);
+  }
+
+  const thresholds = config.thresholds;
+  const detection = detectChangePoint(
+    series.map((p) => p.ratio),
+    {
+      threshold: thresholds.ratio,
+      minRun: thresholds.minRun,
+      penaltyScale: thresholds.penaltyScale,
+      minSigma: 0.1,
+    },
+  );
+  let suspects: Suspect[] = [];
+  if (detection.index !== null) {
+    const ranked = rankSuspects(series, detection.index, {
+      threshold: thresholds.ratio,
+      maxSuspects: thresholds.maxSuspects,
+      lookback: thresholds.lookback,
+    });
+    suspects = ranked.map((suspect, rank) => {
+      const point = series[suspect.index]!;
+      const record = targetByName.get(point.node.split(' + ')[0]!)!;
+      const source = record.source
+        ? {
+            file: path.relative(config.baseDir, record.source.file).split(path.sep).join('/'),
+            line: record.source.line,
+            symbol: record.className,
+            kind: 'class' as const,
+          }
+        : null;
+      return {
+        rank: rank + 1,
+        module: suspect.module,
+        op: point.op,
+        node: point.node,
+        ratio: suspect.ratio,
+        ownJump: suspect.ownJump,
+        confidence: suspect.confidence,
+        index: suspect.index,
+        source,
+      };
+    });
+  }
+  const warnings: string[] = [];
+  const unmatchedTargets = unmatched.filter((u) => u.side === 'target').length;
+  if (series.length === 0) {
+    throw new EkkaError(
+      'input',
+      `no target record could be paired with a reference record (${target.records.length} target, ${reference.records.length} reference records; see mapping rules)`,
+      config.file,
+    );
+  }
+  if (unmatchedTargets > 0)
+    warnings.push(`${unmatchedTargets} target values not compared (see unmatched)`);
+  const result: DiagnosisResult = {
+    format: 'ekka-diagnosis',
+    version: 1,
+    runs: {
+      target: runInfo(config.target, target),
+      reference: runInfo(config.reference, reference),
+      ...(lowPrecision && config.referenceLowPrecision
+        ? { referenceLowPrecision: runInfo(config.referenceLowPrecision, lowPrecision) }
+        : {}),
+    },
+    noise: {
+      source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
+      floorFactor,
+      floorDType,
+    },
+    thresholds: {
+      ratio: thresholds.ratio,
+      minRun: thresholds.minRun,
+      penaltyScale: thresholds.penaltyScale,
+      lookback: thresholds.lookback,
+    },
+    series,
+    changePoint:
+      detection.index === null
+        ? null
+        : {
+            index: detection.index,
+            module: series[detection.index]!.module,
+            ratio: series[detection.index]!.ratio,
+          },
+    spikes: detection.spikes,
+    suspects,
+    unmatched,
+    mapping: { preset: config.mapping.preset, pairs: mappingPairs, unmatched },
+    warnings,
+    comparedOps: 0,
+    timings: { totalMs: performance.now() - started, runsMs, lockstep: false },
+  };
+  if (config.name) result.name = config.name;
+  if (config.file) result.config = config.file;
+  return result;
+}

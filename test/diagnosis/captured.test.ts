@@ -1,0 +1,80 @@
+import * as assert from 'node:assert/strict';
+import type { CapturedDiagnosisConfig } from '../../native-bridge/diagnosis/capturedConfig';
+import {
+  runCapturedDiagnosis,
+  type CaptureSource,
+} from '../../native-bridge/diagnosis/capturedDiagnosis';
+import type { CapturedRecord } from '../../native-bridge/runners/capturedRecord';
+import { syntheticCaptures, type SyntheticOptions } from '../mapping/syntheticCapture';
+
+function config(): CapturedDiagnosisConfig {
+  return {
+    kind: 'captured',
+    baseDir: '/src',
+    target: { kind: 'dump', dump: '/dumps/target' },
+    reference: { kind: 'dump', dump: '/dumps/reference' },
+    mapping: {
+      preset: 'llama',
+      rules: [],
+      ignore: [],
+      targetCallTokens: [
+        [0, 4],
+        [4, 5],
+      ],
+    },
+    thresholds: {
+      ratio: 2,
+      noiseFloorFactor: 64,
+      minRun: 3,
+      penaltyScale: 2,
+      lookback: 3,
+      maxSuspects: 5,
+    },
+  };
+}
+
+function source(options: SyntheticOptions): CaptureSource {
+  const { target, reference } = syntheticCaptures(options);
+  const runs: Record<string, CapturedRecord[]> = { target, reference };
+  return (_run, role) =>
+    Promise.resolve({
+      info: { framework: 'dump', model: role, records: runs[role]!.length },
+      records: runs[role]!,
+    });
+}
+
+describe('cross-framework diagnosis of captured runs', () => {
+  it('finds no divergence when the engine computes what the reference does', async () => {
+    const result = await runCapturedDiagnosis(config(), source({}));
+    assert.equal(result.series.length, 24);
+    assert.ok(
+      result.series.every((p) => p.relativeL2Error < 1e-6),
+      'aligned pairs compare equal',
+    );
+    assert.equal(result.changePoint, null);
+    assert.deepEqual(result.suspects, []);
+    const qkv = result.mapping!.pairs.find((p) => p.key === 'model.layers.1.self_attn.qkv_proj#2')!;
+    assert.deepEqual(qkv.transforms, [
+      'reference: concat of model.layers.1.self_attn.q_proj#1/, model.layers.1.self_attn.k_proj#1/, model.layers.1.self_attn.v_proj#1/',
+      'reference: tokens 4:5 (target call 2)',
+      'reference: reshape [1, 1, 8] → [1, 8]',
+    ]);
+  });
+
+  it('ranks the fused qkv with k and v swapped first', async () => {
+    const result = await runCapturedDiagnosis(config(), source({ swapKvInLayer: 1 }));
+    assert.equal(result.suspects[0]?.module, 'model.layers.1.self_attn.qkv_proj');
+    assert.equal(result.suspects[0]?.source?.file, 'qkv_proj.py');
+  });
+
+  it('finds a bug that only the decode step shows', async () => {
+    const result = await runCapturedDiagnosis(config(), source({ decodeBugInLayer: 0 }));
+    const prefill = result.series.filter((p) => p.call === 1);
+    assert.ok(
+      prefill.every((p) => p.ratio < 2),
+      'prefill is clean',
+    );
+    assert.equal(result.suspects[0]?.module, 'model.layers.0.self_attn');
+    assert.equal(result.series[result.suspects[0].index]!.call, 2);
+  });
+});
