@@ -39,6 +39,43 @@ function kernelLine(kernel: KernelLocation): string {
   return `kernel: ${launched.file}:${launched.line} ${launched.symbol} (launched by ${kernel.symbol}, ${host}${more})`;
 }
 
+/**
+ * The mapping report of a cross-framework diagnosis: the pairs that needed alignment (all pairs
+ * with --verbose) with their transforms, and every unmatched record with its reason.
+ */
+export function formatMapping(
+  mapping: NonNullable<DiagnosisResult['mapping']>,
+  verbose: boolean,
+): string[] {
+  const lines: string[] = [];
+  const aligned = mapping.pairs.filter((p) => p.transforms.length > 0 || p.origin !== 'same path');
+  lines.push(
+    `Mapping (preset ${mapping.preset}): ${mapping.pairs.length} pairs, ${aligned.length} with rules or transforms; ${mapping.unmatched.length} unmatched`,
+  );
+  for (const pair of verbose ? mapping.pairs : aligned) {
+    lines.push(`  ${pair.key}  ←  ${pair.reference.join(' + ')}  [${pair.origin}]`);
+    for (const step of pair.transforms) lines.push(`      ${step}`);
+  }
+  const target = mapping.unmatched.filter((u) => u.side === 'target');
+  const reference = mapping.unmatched.filter((u) => u.side === 'reference');
+  for (const [side, list] of [
+    ['target', target],
+    ['reference', reference],
+  ] as const) {
+    if (list.length === 0) continue;
+    lines.push(`  unmatched ${side} records (${list.length}):`);
+    // Identical reasons are grouped so a long run of shards or ignored modules stays readable.
+    const byReason = new Map<string, string[]>();
+    for (const u of list) byReason.set(u.reason, [...(byReason.get(u.reason) ?? []), u.key]);
+    for (const [reason, keys] of byReason) {
+      const shown = verbose ? keys : keys.slice(0, 3);
+      const more = keys.length > shown.length ? ` … and ${keys.length - shown.length} more` : '';
+      lines.push(`    ${shown.join(', ')}${more}: ${reason}`);
+    }
+  }
+  return lines;
+}
+
 /** The human-readable summary the CLI prints. */
 export function formatReport(result: DiagnosisResult, cwd: string, verbose = false): string {
   const lines: string[] = [];
@@ -66,11 +103,15 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
   lines.push(
     `  ${'compared'.padEnd(26)}${result.series.length} module outputs, ${result.comparedOps} ops; ${result.unmatched.length} unmatched`,
   );
-  for (const u of result.unmatched.slice(0, 5)) {
-    lines.push(`    unmatched ${u.side} ${u.key} (${u.node}): ${u.reason}`);
+  if (result.mapping) {
+    lines.push('', ...formatMapping(result.mapping, verbose), '');
+  } else {
+    for (const u of result.unmatched.slice(0, 5)) {
+      lines.push(`    unmatched ${u.side} ${u.key} (${u.node}): ${u.reason}`);
+    }
+    if (result.unmatched.length > 5)
+      lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
   }
-  if (result.unmatched.length > 5)
-    lines.push(`    … ${result.unmatched.length - 5} more in the JSON result`);
   for (const warning of result.warnings) lines.push(`  warning: ${warning}`);
   lines.push('');
 

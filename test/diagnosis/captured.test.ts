@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { formatMapping } from '../../native-bridge/cli/report';
 import type { CapturedDiagnosisConfig } from '../../native-bridge/diagnosis/capturedConfig';
 import {
   runCapturedDiagnosis,
@@ -59,6 +60,29 @@ describe('cross-framework diagnosis of captured runs', () => {
       'reference: tokens 4:5 (target call 2)',
       'reference: reshape [1, 1, 8] → [1, 8]',
     ]);
+  });
+
+  it('prints the mapping report: pairs with their transforms, unmatched records with reasons', async () => {
+    const base = config();
+    base.mapping.ignore = ['model.layers.1.mlp'];
+    const result = await runCapturedDiagnosis(base, source({}));
+    const text = formatMapping(result.mapping!, false).join('\n');
+    assert.match(
+      text,
+      /^Mapping \(preset llama\): 22 pairs, \d+ with rules or transforms; 3 unmatched/,
+    );
+    assert.match(
+      text,
+      /model\.layers\.0\.self_attn\.qkv_proj#1 {2}← {2}model\.layers\.0\.self_attn\.q_proj#1\/ \+ .*\[preset llama\]\n {6}reference: concat of/,
+    );
+    assert.match(
+      text,
+      /unmatched target records \(2\):\n {4}model\.layers\.1\.mlp#1\/, model\.layers\.1\.mlp#2\/: ignored by mapping\.ignore/,
+    );
+    assert.match(
+      text,
+      /unmatched reference records \(1\):\n {4}model\.layers\.1\.mlp#1\/: no target record maps to it/,
+    );
   });
 
   it('ranks the fused qkv with k and v swapped first', async () => {
