@@ -144,6 +144,17 @@ export function planMapping(
       const [first, ...others] = asList(rule.target);
       const bindings = matchPattern(first!, ref);
       if (!bindings) continue;
+      if (rule.unmatchedReason) {
+        unmatched.push({
+          side: 'target',
+          name: record.name,
+          module: record.module,
+          reason: rule.unmatchedReason,
+        });
+        planned = undefined;
+        tried.push('no counterpart');
+        break;
+      }
       const targets: RecordMeta[] = [record];
       let missing: string | undefined;
       for (const pattern of others) {
@@ -189,6 +200,7 @@ export function planMapping(
       for (const t of targets) consumed.add(t.name);
       break;
     }
+    if (!planned && tried.includes('no counterpart')) continue;
     if (!planned) {
       const candidates =
         referenceByCanonical.get(

@@ -9,6 +9,11 @@ export interface MappingRule {
    */
   targetCombine?: Combine;
   referenceCombine?: Combine;
+  /**
+   * Set when the target value has no counterpart in the reference on purpose: the record is listed
+   * unmatched with this reason (the rule's `reference` is then ignored).
+   */
+  unmatchedReason?: string;
   /** Axes order applied to the reference after combining (head layouts). */
   referencePermute?: number[];
 }

@@ -24,6 +24,7 @@ function splitOutput(pattern: string): { module: string; output?: string } {
 /** A record's output matches a pattern without one when it is the plain tensor or the first item. */
 function outputMatches(patternOutput: string | undefined, output: string): boolean {
   if (patternOutput === undefined) return output === '' || output === '0';
+  if (patternOutput === '*') return true;
   return patternOutput === output;
 }
 

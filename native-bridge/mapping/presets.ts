@@ -49,6 +49,23 @@ const LLAMA_FAMILY: MappingRule[] = [
     reference: 'model.layers.{N}',
   },
   { target: 'model.norm:0', reference: 'model.norm' },
+  // The engine's attention backend returns what HF feeds o_proj (captured as o_proj's input).
+  {
+    target: 'model.layers.{N}.self_attn.attn',
+    reference: 'model.layers.{N}.self_attn.o_proj:in.0',
+  },
+  {
+    target: 'model.layers.{N}.self_attn.rotary_emb:*',
+    reference: [],
+    unmatchedReason:
+      "the engine's rotary_emb returns rotated q and k, HF's returns cos and sin: compared through qkv and attention instead",
+  },
+  {
+    target: 'model.norm:1',
+    reference: [],
+    unmatchedReason:
+      "the residual stream after the last layer: compared as the last layer's output",
+  },
 ];
 
 export const PRESETS: Record<string, MappingRule[]> = {
