@@ -121,6 +121,7 @@ export class DiagnosisController implements vscode.Disposable {
                   ? { ratioThreshold: settings.ratioThreshold }
                   : {}),
                 executionProvider: settings.executionProvider,
+                ...(settings.pythonInterpreter ? { python: settings.pythonInterpreter } : {}),
               },
             },
             {
@@ -214,6 +215,17 @@ export class DiagnosisController implements vscode.Disposable {
         vscode.Uri.file(path.resolve(baseDir, suspect.source.file)),
         suspect.source.line,
         { viewColumn: this.panel.sourceColumn },
+      );
+      return;
+    }
+    if (point.source) {
+      // Captured runs name each module's class as they run.
+      await revealLine(
+        vscode.Uri.file(path.resolve(baseDir, point.source.file)),
+        point.source.line,
+        {
+          viewColumn: this.panel.sourceColumn,
+        },
       );
       return;
     }

@@ -4,6 +4,8 @@ export interface EkkaSettings {
   /** Overrides every ekka.json's `thresholds.ratio` when set. */
   ratioThreshold?: number;
   executionProvider: 'auto' | 'cpu' | 'cuda';
+  /** For PyTorch captures that name no interpreter; empty: EKKA_PYTHON, else python3. */
+  pythonInterpreter?: string;
   idleTimeoutSeconds: number;
 }
 
@@ -13,6 +15,9 @@ export function readSettings(): EkkaSettings {
   return {
     ...(typeof ratio === 'number' && ratio > 0 ? { ratioThreshold: ratio } : {}),
     executionProvider: config.get<'auto' | 'cpu' | 'cuda'>('executionProvider', 'auto'),
+    ...(config.get<string>('pythonInterpreter', '')
+      ? { pythonInterpreter: config.get<string>('pythonInterpreter', '') }
+      : {}),
     idleTimeoutSeconds: config.get<number>('bridge.idleTimeoutSeconds', 300),
   };
 }

@@ -29,7 +29,12 @@ export interface RunDiagnosisParams {
   /** Absolute path of the ekka.json. */
   configPath: string;
   /** Overrides from the editor's settings, applied on top of the file. */
-  overrides?: { ratioThreshold?: number; executionProvider?: 'auto' | 'cpu' | 'cuda' };
+  overrides?: {
+    ratioThreshold?: number;
+    executionProvider?: 'auto' | 'cpu' | 'cuda';
+    /** Interpreter for PyTorch captures whose run names none. */
+    python?: string;
+  };
 }
 export const RunDiagnosisRequest = new RequestType<RunDiagnosisParams, DiagnosisResult, void>(
   'bridge/runDiagnosis',

@@ -1,6 +1,7 @@
 import { buildErrorMap } from '../compare/errorMap';
-import { loadConfig, type DiagnosisConfig } from '../diagnosis/config';
-import { runDiagnosis } from '../diagnosis/diagnose';
+import { isCaptured, loadDiagnosis, type AnyDiagnosisConfig } from '../diagnosis/capturedConfig';
+import { loadConfig } from '../diagnosis/config';
+import { runAnyDiagnosis } from '../diagnosis/runAny';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError } from '../errors';
 import type {
@@ -41,12 +42,12 @@ export class BridgeService {
   constructor(private readonly events: BridgeEvents) {}
 
   async runDiagnosis(params: RunDiagnosisParams, signal: AbortSignal): Promise<DiagnosisResult> {
-    const config = applyOverrides(await loadConfig(params.configPath), params.overrides);
+    const config = applyOverrides(await loadDiagnosis(params.configPath), params.overrides);
     const state: RunState = { errorMaps: new Map(), bytes: 0 };
     this.runs.set(params.runId, state);
     while (this.runs.size > RUNS_KEPT) this.runs.delete(this.runs.keys().next().value!);
     const { runId } = params;
-    return runDiagnosis(
+    return runAnyDiagnosis(
       config,
       {
         runStarted: (role, info) =>
@@ -63,6 +64,7 @@ export class BridgeService {
         point: (point) => this.events.point({ runId, point, comparedAt: Date.now() }),
       },
       signal,
+      params.overrides?.python ? { python: params.overrides.python } : {},
     );
   }
 
@@ -99,11 +101,11 @@ export class BridgeService {
 }
 
 function applyOverrides(
-  config: DiagnosisConfig,
+  config: AnyDiagnosisConfig,
   overrides: RunDiagnosisParams['overrides'],
-): DiagnosisConfig {
+): AnyDiagnosisConfig {
   if (overrides?.ratioThreshold !== undefined) config.thresholds.ratio = overrides.ratioThreshold;
-  if (overrides?.executionProvider) {
+  if (overrides?.executionProvider && !isCaptured(config)) {
     for (const run of [config.target, config.reference, config.referenceLowPrecision]) {
       if (run) run.executionProvider = overrides.executionProvider;
     }

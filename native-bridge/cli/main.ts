@@ -1,8 +1,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig, resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
-import { runDiagnosis } from '../diagnosis/diagnose';
+import { loadDiagnosis } from '../diagnosis/capturedConfig';
+import { resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
+import { runAnyDiagnosis } from '../diagnosis/runAny';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
 import { loadReportAssets, readReportAnnotations, renderHtmlReport } from '../report/htmlReport';
@@ -117,9 +118,9 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
     if (rest.length > 1)
       throw new EkkaError('config', `expected one ekka.json, got ${rest.length} files`);
     const config = rest[0]
-      ? await loadConfig(path.resolve(cwd, rest[0]))
+      ? await loadDiagnosis(path.resolve(cwd, rest[0]))
       : await configFromFlags(values, cwd);
-    const result = await runDiagnosis(config);
+    const result = await runAnyDiagnosis(config);
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {
       const out = path.resolve(cwd, values.json);

@@ -185,10 +185,14 @@ export async function runCapturedDiagnosis(
       ...DEFAULT_COMPARE,
       referenceLimit: MAX_FINITE[dtype],
     });
-    const ratio = errorRatio(metrics, gap, dtype, { floorFactor });
+    // With a measured gap the analytic bound only guards against a zero gap (values a cast leaves
+    // exact): one unit roundoff, not γ of them. Whole-model captures at bf16 sit far below γ·u.
+    const ratio = errorRatio(metrics, gap, dtype, { floorFactor: gap ? 1 : floorFactor });
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     else floorDType = coarserDType(floorDType, dtype);
     const inputIndex = inputOf(series, pair.module);
+    const relative = (file: string) =>
+      path.relative(config.baseDir, file).split(path.sep).join('/');
     const point: SeriesPoint = {
       index: series.length,
       module: pair.module,
@@ -210,6 +214,9 @@ export async function runCapturedDiagnosis(
       noiseSource: ratio.noiseSource,
       inputRatio: inputIndex === undefined ? 1 : Math.max(1, series[inputIndex]!.ratio),
       ...(inputIndex === undefined ? {} : { inputIndex }),
+      ...(first.source
+        ? { source: { file: relative(first.source.file), line: first.source.line } }
+        : {}),
       target: metrics.target,
       reference: metrics.reference,
       nonFiniteMismatches: metrics.nonFiniteMismatches,

@@ -31,6 +31,8 @@ export interface SeriesPoint {
   inputRatio: number;
   /** Series index of the input that carries `inputRatio`. */
   inputIndex?: number;
+  /** Captured runs: where the module's class is defined (relative like a suspect's source). */
+  source?: { file: string; line: number };
   /** Set when this module reads a different value than in the reference (see localize/rewiring). */
   rewired?: Rewiring;
   target: NonFiniteCounts;

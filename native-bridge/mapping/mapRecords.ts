@@ -235,7 +235,9 @@ export function planMapping(
     pairs.push(planned);
   }
   for (const record of reference) {
-    if (!usedReference.has(record.name)) {
+    // Module inputs are captured only as candidates for rules (an engine module computing what HF
+    // passes between modules); an input no rule used is not a missing counterpart.
+    if (!usedReference.has(record.name) && !record.output.startsWith('in.')) {
       unmatched.push({
         side: 'reference',
         name: record.name,

@@ -76,6 +76,11 @@ def parse_args(argv):
     parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--dump", metavar="DIR", help="write an Ekka dump to DIR instead of fd 3")
     parser.add_argument(
+        "--inputs",
+        action="store_true",
+        help="also capture each module's positional tensor inputs (outputs named in.0, in.1, ...)",
+    )
+    parser.add_argument(
         "--max-bytes",
         type=int,
         metavar="N",
@@ -333,6 +338,15 @@ class Capture:
 
         return hook
 
+    def pre_hook_for(self, module_path):
+        # Inputs are taken before the module runs, so its own in-place work cannot change them.
+        def pre_hook(module, inputs):
+            call = self.calls.get(module_path, 0) + 1
+            for input_path, tensor in walk_outputs(self.torch, inputs):
+                self.capture(module_path, module, call, f"in.{input_path}", tensor)
+
+        return pre_hook
+
     def capture(self, module_path, module, call, output_path, tensor):
         name = f"{module_path}#{call}/{output_path}"
         if tensor.device.type == "meta":
@@ -495,6 +509,11 @@ def run(torch, args, sink):
         module.register_forward_hook(capture.hook_for(path))
         for path, module in model.named_modules()
     ]
+    if args.inputs:
+        handles += [
+            module.register_forward_pre_hook(capture.pre_hook_for(path))
+            for path, module in model.named_modules()
+        ]
     try:
         with torch.no_grad():
             for step in steps:

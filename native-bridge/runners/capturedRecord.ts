@@ -32,7 +32,8 @@ export interface CapturedRecord {
 
 /** What a capture says about itself. */
 export interface CaptureInfo {
-  framework: 'pytorch' | string;
+  /** 'pytorch', or whatever tool wrote a dump. */
+  framework: string;
   /** e.g. `samples/serving-llama/serving.py:build` or a model directory. */
   model: string;
   /** torch version, device and dtype the run used, as reported by the helper. */

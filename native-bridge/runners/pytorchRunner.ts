@@ -25,6 +25,8 @@ export interface PyTorchCaptureOptions {
   env?: Record<string, string>;
   /** Fail once the captured tensors exceed this many bytes in total (as stored, before widening). */
   maxBytes?: number;
+  /** Also capture every module's positional tensor inputs (records with outputs `in.0`, …). */
+  inputs?: boolean;
   /** Kill the helper and fail when it has not finished by then; default no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -435,6 +437,7 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
     options.device ?? 'auto',
   ];
   if (options.maxBytes !== undefined) args.push('--max-bytes', String(options.maxBytes));
+  if (options.inputs) args.push('--inputs');
 
   return new Promise<PyTorchCapture>((resolve, reject) => {
     const child = spawn(python, args, {

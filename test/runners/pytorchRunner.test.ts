@@ -299,6 +299,23 @@ describe('capturePyTorch', function () {
     assert.ok((proj.source?.line ?? 0) > 0);
   });
 
+  it('records module inputs as taken before the module runs, when asked', async () => {
+    const { records } = await capture(`${TREE}:build`, { inputs: true });
+    // proj's input is z + b, computed in Block.forward: no module returns it.
+    const projIn = byName(records, 'block.proj#1/in.0');
+    const z = byName(records, 'block.twice#2/');
+    const b = byName(records, 'block.split#1/1');
+    assert.deepEqual(
+      [...projIn.data],
+      [...z.data].map((v, i) => v + b.data[i]!),
+    );
+    // Taken before Block's in-place add: Twice's first input is the scaled x, untouched.
+    assert.deepEqual([...byName(records, 'block.twice#1/in.0').data], X);
+    assert.ok(projIn.seq < byName(records, 'block.proj#1/').seq);
+    const plain = await capture(`${TREE}:build`);
+    assert.ok(!plain.records.some((r) => r.output.startsWith('in.')));
+  });
+
   it('decodes a bfloat16 capture', async () => {
     const { info, records } = await capture(`${TREE}:build`, { dtype: 'bfloat16' });
     assert.equal(info.dtype, 'bfloat16');
