@@ -8,6 +8,7 @@ import {
   resolveConfig,
   validateDiagnosisContent,
   type DiagnosisConfig,
+  type RunConfig,
   type Thresholds,
 } from './config';
 
@@ -22,7 +23,9 @@ export type CapturedRunConfig =
       device: 'auto' | 'cpu' | 'cuda';
       python?: string;
     }
-  | { kind: 'dump'; dump: string };
+  | { kind: 'dump'; dump: string }
+  /** An ONNX model paired with a captured run through the mapping (node scopes are module paths). */
+  | { kind: 'onnx'; options: RunConfig; input: string };
 
 export interface MappingConfig {
   preset: string;
@@ -57,6 +60,7 @@ interface RawRun {
   device?: 'auto' | 'cpu' | 'cuda';
   python?: string;
   dump?: string;
+  model?: string;
 }
 
 async function existingFolder(baseDir: string, relative: string, key: string, file?: string) {
@@ -76,8 +80,27 @@ async function resolveRun(
   raw: RawRun,
   key: string,
   baseDir: string,
+  input: string | undefined,
   file?: string,
 ): Promise<CapturedRunConfig> {
+  if (raw.kind === undefined || raw.kind === 'onnx') {
+    if (!input) {
+      throw new EkkaError('config', `${key}: an ONNX run needs the top-level "input" file`, file);
+    }
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    const { kind: _kind, model, ...options } = raw as RawRun & { model: string };
+    return {
+      kind: 'onnx',
+      options: {
+        ...(options as Omit<RunConfig, 'kind' | 'model'>),
+        kind: 'onnx',
+        model: await existingFile(baseDir, model, `${key}.model`, file),
+        optimization: (options as Partial<RunConfig>).optimization ?? 'disabled',
+        executionProvider: (options as Partial<RunConfig>).executionProvider ?? 'auto',
+      },
+      input,
+    };
+  }
   if (raw.kind === 'dump') {
     return { kind: 'dump', dump: await existingFolder(baseDir, raw.dump!, `${key}.dump`, file) };
   }
@@ -103,25 +126,17 @@ export async function resolveCapturedConfig(
     target: RawRun;
     reference: RawRun;
     referenceLowPrecision?: RawRun;
+    input?: string;
     mapping?: Partial<MappingConfig> & { preset?: string };
     thresholds: Thresholds;
   };
-  for (const key of ['target', 'reference', 'referenceLowPrecision'] as const) {
-    const kind = raw[key]?.kind ?? 'onnx';
-    if (raw[key] && kind === 'onnx') {
-      throw new EkkaError(
-        'config',
-        `${key}.kind "onnx": ONNX runs and captured runs (pytorch, dump) cannot be mixed in one diagnosis`,
-        file,
-      );
-    }
-  }
+  const input = raw.input ? await existingFile(baseDir, raw.input, 'input', file) : undefined;
   const config: CapturedDiagnosisConfig = {
     kind: 'captured',
     file,
     baseDir,
-    target: await resolveRun(raw.target, 'target', baseDir, file),
-    reference: await resolveRun(raw.reference, 'reference', baseDir, file),
+    target: await resolveRun(raw.target, 'target', baseDir, input, file),
+    reference: await resolveRun(raw.reference, 'reference', baseDir, input, file),
     mapping: {
       preset: raw.mapping?.preset ?? 'llama',
       rules: raw.mapping?.rules ?? [],
@@ -145,6 +160,7 @@ export async function resolveCapturedConfig(
       raw.referenceLowPrecision,
       'referenceLowPrecision',
       baseDir,
+      input,
       file,
     );
   }
@@ -155,8 +171,13 @@ export async function resolveCapturedConfig(
 export async function loadDiagnosis(file: string): Promise<AnyDiagnosisConfig> {
   const content = await readJsonFile(file, 'config');
   const baseDir = path.dirname(path.resolve(file));
-  const kind = (content as { target?: { kind?: unknown } } | null)?.target?.kind;
-  return kind === 'pytorch' || kind === 'dump'
+  const runs = content as Record<string, { kind?: unknown } | undefined> | null;
+  // Any captured run makes it a cross-framework diagnosis; ONNX runs then join through the mapping.
+  const captured = ['target', 'reference', 'referenceLowPrecision'].some((key) => {
+    const kind = runs?.[key]?.kind;
+    return kind === 'pytorch' || kind === 'dump';
+  });
+  return captured
     ? resolveCapturedConfig(content, baseDir, file)
     : resolveConfig(content, baseDir, file);
 }

@@ -33,11 +33,17 @@ export type CaptureSource = (
 ) => Promise<CapturedRun>;
 
 function runInfo(run: CapturedRunConfig, captured: CapturedRun): OnnxRunInfo {
+  const model =
+    run.kind === 'pytorch'
+      ? `${run.factoryFile}:${run.factoryFunction}`
+      : run.kind === 'dump'
+        ? run.dump
+        : run.options.model;
   return {
-    framework: run.kind === 'pytorch' ? 'pytorch' : 'dump',
-    model: run.kind === 'pytorch' ? `${run.factoryFile}:${run.factoryFunction}` : run.dump,
+    framework: run.kind === 'onnx' ? 'onnxruntime' : run.kind,
+    model,
     executionProvider: captured.info.device?.startsWith('cuda') ? 'cuda' : 'cpu',
-    optimization: 'disabled',
+    optimization: run.kind === 'onnx' ? run.options.optimization : 'disabled',
     precision: (captured.info.dtype ??
       (run.kind === 'pytorch' ? run.dtype : 'float32')) as OnnxRunInfo['precision'],
     capture: 'whole-graph',

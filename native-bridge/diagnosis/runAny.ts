@@ -1,5 +1,6 @@
 import { openDump } from '../dump/dumpReader';
 import type { CapturedRecord } from '../runners/capturedRecord';
+import { captureOnnx } from '../runners/onnxAsCapture';
 import { capturePyTorch } from '../runners/pytorchRunner';
 import { isCaptured, type AnyDiagnosisConfig } from './capturedConfig';
 import { runCapturedDiagnosis, type CaptureSource } from './capturedDiagnosis';
@@ -21,6 +22,7 @@ export function defaultPython(): string {
 /** Runs each captured run where it lives: the PyTorch helper, or a dump on disk. */
 export function captureSource(settings: CaptureSettings = {}): CaptureSource {
   return async (run, role, signal) => {
+    if (run.kind === 'onnx') return captureOnnx(run.options, run.input);
     if (run.kind === 'dump') {
       const dump = await openDump(run.dump);
       const records: CapturedRecord[] = [];

@@ -111,3 +111,38 @@ describe('a capture dumped on one machine, diagnosed on another', function () {
     }
   });
 });
+
+describe('a PyTorch engine against an ONNX export of the reference', function () {
+  this.timeout(180_000);
+  const dir = path.resolve('samples/serving-llama/onnx-reference');
+  it('pairs ONNX node scopes with module paths and finds the planted module', async () => {
+    const result = await runAnyDiagnosis(
+      await loadDiagnosis(path.join(dir, 'qkv-kv-swapped.json')),
+      {},
+      undefined,
+      {
+        python: PYTHON,
+      },
+    );
+    assert.equal(result.runs.reference.framework, 'onnxruntime');
+    assert.ok(result.series.length >= 50, `${result.series.length} pairs`);
+    assert.equal(result.suspects[0]?.module, 'model.layers.1.self_attn.qkv_proj');
+    assert.equal(result.suspects[0]?.source?.line, 28);
+    // The decode step has no token window against a prefill-only export: listed, not dropped.
+    const decode = result.unmatched.filter((u) => /call 2 has no token window/.test(u.reason));
+    assert.ok(decode.length > 0);
+  });
+
+  it('stays quiet for the correct engine', async () => {
+    const result = await runAnyDiagnosis(
+      await loadDiagnosis(path.join(dir, 'control.json')),
+      {},
+      undefined,
+      {
+        python: PYTHON,
+      },
+    );
+    assert.deepEqual(result.suspects, []);
+    assert.ok(Math.max(...result.series.map((p) => p.ratio)) < 1, 'every pair within fp32 noise');
+  });
+});
