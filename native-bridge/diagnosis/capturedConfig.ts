@@ -22,6 +22,8 @@ export type CapturedRunConfig =
       dtype: 'float32' | 'bfloat16' | 'float16';
       device: 'auto' | 'cpu' | 'cuda';
       python?: string;
+      /** A HuggingFace model directory (then factoryFile is that folder, for labels only). */
+      hfModel?: { directory: string; tokenIds: number[] };
     }
   | { kind: 'dump'; dump: string }
   /** An ONNX model paired with a captured run through the mapping (node scopes are module paths). */
@@ -60,6 +62,8 @@ interface RawRun {
   device?: 'auto' | 'cpu' | 'cuda';
   python?: string;
   dump?: string;
+  hfModel?: string;
+  tokenIds?: number[];
   model?: string;
 }
 
@@ -103,6 +107,18 @@ async function resolveRun(
   }
   if (raw.kind === 'dump') {
     return { kind: 'dump', dump: await existingFolder(baseDir, raw.dump!, `${key}.dump`, file) };
+  }
+  if (raw.hfModel) {
+    const directory = await existingFolder(baseDir, raw.hfModel, `${key}.hfModel`, file);
+    return {
+      kind: 'pytorch',
+      factoryFile: directory,
+      factoryFunction: 'AutoModelForCausalLM',
+      hfModel: { directory, tokenIds: raw.tokenIds! },
+      dtype: raw.dtype ?? 'float32',
+      device: raw.device ?? 'auto',
+      ...(raw.python ? { python: raw.python } : {}),
+    };
   }
   const [factoryPath, factoryFunction] = raw.factory!.split(':') as [string, string];
   return {

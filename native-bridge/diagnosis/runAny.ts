@@ -36,6 +36,7 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
     return capturePyTorch({
       python: run.python ?? settings.python ?? defaultPython(),
       factory: `${run.factoryFile}:${run.factoryFunction}`,
+      ...(run.hfModel ? { hfModel: run.hfModel } : {}),
       dtype: run.dtype,
       device: run.device,
       // The reference side also records module inputs: some engine modules (an attention

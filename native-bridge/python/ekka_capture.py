@@ -69,8 +69,16 @@ def parse_args(argv):
         prog="ekka_capture.py",
         description="Capture every module output of a PyTorch model for Ekka.",
     )
+    parser.add_argument("--factory", help="FILE.py:function returning (model, steps)")
     parser.add_argument(
-        "--factory", required=True, help="FILE.py:function returning (model, steps)"
+        "--hf-model",
+        metavar="DIR",
+        help="a HuggingFace model directory (needs transformers), instead of --factory",
+    )
+    parser.add_argument(
+        "--token-ids",
+        metavar="IDS",
+        help="with --hf-model: the prompt as comma-separated token ids (one step)",
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
@@ -87,6 +95,16 @@ def parse_args(argv):
         help="fail once the captured tensors exceed N bytes in total",
     )
     args = parser.parse_args(argv)
+    if bool(args.factory) == bool(args.hf_model):
+        parser.error("give either --factory FILE.py:function or --hf-model DIR")
+    if args.hf_model:
+        if not args.token_ids:
+            parser.error("--hf-model needs --token-ids")
+        try:
+            args.token_ids = [int(t) for t in args.token_ids.split(",")]
+        except ValueError:
+            parser.error(f"--token-ids must be comma-separated integers, got {args.token_ids!r}")
+        return args
     file, sep, function = args.factory.rpartition(":")
     if not sep or not file or not function.isidentifier():
         parser.error(f"--factory must be FILE.py:function, got {args.factory!r}")
@@ -417,6 +435,21 @@ def load_factory(spec):
     return factory
 
 
+def load_hf_model(torch, directory, token_ids, dtype):
+    """A HuggingFace causal LM from its directory, run once on the given prompt."""
+    try:
+        import transformers
+    except ImportError:
+        raise CaptureError(
+            f"transformers is not installed for {sys.executable}: a HuggingFace model directory "
+            "needs it (or give a factory returning the model and its steps)"
+        ) from None
+    if not os.path.isdir(directory):
+        raise CaptureError(f"{directory}: not a folder")
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, torch_dtype=dtype)
+    return model, [{"input_ids": torch.tensor([token_ids], dtype=torch.long)}]
+
+
 def check_built(torch, spec, built):
     if not isinstance(built, (tuple, list)) or len(built) != 2:
         raise CaptureError(
@@ -498,8 +531,11 @@ def run(torch, args, sink):
     )
     os.environ["EKKA_DTYPE"] = args.dtype
     os.environ["EKKA_DEVICE"] = device
-    factory = load_factory(args.factory)
-    model, steps = check_built(torch, args.factory, factory())
+    if args.hf_model:
+        model, steps = load_hf_model(torch, args.hf_model, args.token_ids, dtype)
+    else:
+        factory = load_factory(args.factory)
+        model, steps = check_built(torch, args.factory, factory())
     model.to(device=device, dtype=dtype)
     model.eval()
     if isinstance(sink, DumpSink):
@@ -544,7 +580,7 @@ def main(argv=None):
         print("ekka_capture: big-endian hosts are not supported", file=sys.stderr)
         return EXIT_FAILED
     try:
-        sink = DumpSink(args.dump, args.factory) if args.dump else StreamSink()
+        sink = DumpSink(args.dump, args.factory or args.hf_model) if args.dump else StreamSink()
     except CaptureError as cause:
         print(f"ekka_capture: {cause}", file=sys.stderr)
         return EXIT_USAGE

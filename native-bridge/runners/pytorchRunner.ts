@@ -15,8 +15,13 @@ export type PyTorchDevice = 'cpu' | 'cuda' | 'auto';
 export interface PyTorchCaptureOptions {
   /** Interpreter with torch installed, as a path (never run through a shell). */
   python: string;
-  /** `path/to/file.py:function`, the function returning `(model, steps)`; relative to `cwd`. */
+  /**
+   * `path/to/file.py:function`, the function returning `(model, steps)`; relative to `cwd`. With
+   * `hfModel`, only names the capture in messages.
+   */
   factory: string;
+  /** A HuggingFace model directory (the interpreter needs transformers) run on `tokenIds`. */
+  hfModel?: { directory: string; tokenIds: number[] };
   dtype?: PyTorchDType;
   device?: PyTorchDevice;
   /** Working directory of the helper; default the current one. */
@@ -356,7 +361,7 @@ export function captureScriptPath(): string {
 function checkOptions(options: PyTorchCaptureOptions): void {
   const { python, factory, timeoutMs, maxBytes, cwd } = options;
   if (!python) throw new EkkaError('input', 'no Python interpreter was given for the capture');
-  if (!/^.+\.py:[A-Za-z_][A-Za-z0-9_]*$/.test(factory)) {
+  if (!options.hfModel && !/^.+\.py:[A-Za-z_][A-Za-z0-9_]*$/.test(factory)) {
     throw new EkkaError('input', `the model factory must be path/to/file.py:function`, factory);
   }
   if (timeoutMs !== undefined && !(timeoutMs > 0)) {
@@ -427,10 +432,12 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
   } catch (error) {
     return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
+  const model = options.hfModel
+    ? ['--hf-model', options.hfModel.directory, '--token-ids', options.hfModel.tokenIds.join(',')]
+    : ['--factory', factory];
   const args = [
     script,
-    '--factory',
-    factory,
+    ...model,
     '--dtype',
     options.dtype ?? 'float32',
     '--device',

@@ -316,6 +316,20 @@ describe('capturePyTorch', function () {
     assert.ok(!plain.records.some((r) => r.output.startsWith('in.')));
   });
 
+  it('loads a HuggingFace model directory only with transformers, and says so without it', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'ekka-hf-'));
+    try {
+      await assert.rejects(
+        capture('hf', { hfModel: { directory, tokenIds: [1, 2, 3] } }),
+        // Without transformers (Debian's python3-torch has none) the message names it; with it, an
+        // empty folder is no model.
+        /transformers is not installed for .*python3.*: a HuggingFace model directory needs it|config\.json/,
+      );
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('decodes a bfloat16 capture', async () => {
     const { info, records } = await capture(`${TREE}:build`, { dtype: 'bfloat16' });
     assert.equal(info.dtype, 'bfloat16');
