@@ -111,19 +111,29 @@ export async function runCapturedDiagnosis(
     if (signal?.aborted) throw new EkkaError('cancelled', 'diagnosis cancelled');
   };
   const runsMs: Partial<Record<string, number>> = {};
+  // One failing capture stops the others (their helper processes are killed).
+  const captures = new AbortController();
+  const stopAll = () => captures.abort();
+  signal?.addEventListener('abort', stopAll, { once: true });
   const take = async (run: CapturedRunConfig, role: RunRole) => {
     const t = performance.now();
-    const captured = await capture(run, role, signal);
+    const captured = await capture(run, role, captures.signal).catch((cause: unknown) => {
+      captures.abort();
+      throw cause;
+    });
     runsMs[role] = performance.now() - t;
     observer.runStarted?.(role, runInfo(run, captured));
     throwIfCancelled();
     return captured;
   };
-  const reference = await take(config.reference, 'reference');
-  const lowPrecision = config.referenceLowPrecision
-    ? await take(config.referenceLowPrecision, 'referenceLowPrecision')
-    : undefined;
-  const target = await take(config.target, 'target');
+  // The runs are independent processes (or files): capture them side by side.
+  const [reference, lowPrecision, target] = await Promise.all([
+    take(config.reference, 'reference'),
+    config.referenceLowPrecision
+      ? take(config.referenceLowPrecision, 'referenceLowPrecision')
+      : Promise.resolve(undefined),
+    take(config.target, 'target'),
+  ]).finally(() => signal?.removeEventListener('abort', stopAll));
 
   const presetRules =
     config.mapping.preset === 'none' ? [] : (PRESETS[config.mapping.preset] ?? []);

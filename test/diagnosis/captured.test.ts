@@ -85,6 +85,21 @@ describe('cross-framework diagnosis of captured runs', () => {
     );
   });
 
+  it('stops the other captures when one fails, reporting the failure', async () => {
+    let referenceStopped = false;
+    const failing: CaptureSource = (_run, role, signal) =>
+      role === 'target'
+        ? Promise.reject(new Error('target helper crashed'))
+        : new Promise((_resolve, reject) => {
+            signal?.addEventListener('abort', () => {
+              referenceStopped = true;
+              reject(new Error('stopped'));
+            });
+          });
+    await assert.rejects(runCapturedDiagnosis(config(), failing), /target helper crashed/);
+    assert.ok(referenceStopped, 'the reference capture was stopped');
+  });
+
   it('ranks the fused qkv with k and v swapped first', async () => {
     const result = await runCapturedDiagnosis(config(), source({ swapKvInLayer: 1 }));
     assert.equal(result.suspects[0]?.module, 'model.layers.1.self_attn.qkv_proj');
