@@ -125,7 +125,7 @@ export function planMapping(
         side: 'target',
         name: record.name,
         module: record.module,
-        reason: `tensor-parallel shard ${shard[1]}: compared through its parallel layer's gathered output (${record.module.slice(0, shard.index)})`,
+        reason: `tensor-parallel shard ${shard[1]}: compared through its parallel layer's output, gathered or summed over the shards (${record.module.slice(0, shard.index)})`,
       });
       continue;
     }
