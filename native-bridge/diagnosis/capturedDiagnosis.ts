@@ -2,8 +2,6 @@ import * as path from 'node:path';
 import { errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
-import { detectChangePoint } from '../localize/changePoint';
-import { rankSuspects } from '../localize/suspects';
 import { alignPair, planMapping, type PlannedPair } from '../mapping/mapRecords';
 import { PRESETS } from '../mapping/presets';
 import { combine, permute, sliceAxis, tokenAxis, type AlignedTensor } from '../mapping/transforms';
@@ -12,6 +10,7 @@ import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { coarserDType, comparisonDType, MAX_FINITE } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
 import type { DiagnosisObserver, RunRole } from './diagnose';
+import { localizeSeries, reportedThresholds } from './localization';
 import type {
   DiagnosisResult,
   MappingReport,
@@ -251,22 +250,9 @@ export async function runCapturedDiagnosis(
   }
 
   const thresholds = config.thresholds;
-  const detection = detectChangePoint(
-    series.map((p) => p.ratio),
-    {
-      threshold: thresholds.ratio,
-      minRun: thresholds.minRun,
-      penaltyScale: thresholds.penaltyScale,
-      minSigma: 0.1,
-    },
-  );
+  const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
   let suspects: Suspect[] = [];
   if (detection.index !== null) {
-    const ranked = rankSuspects(series, detection.index, {
-      threshold: thresholds.ratio,
-      maxSuspects: thresholds.maxSuspects,
-      lookback: thresholds.lookback,
-    });
     suspects = ranked.map((suspect, rank) => {
       const point = series[suspect.index]!;
       const record = targetByName.get(point.node.split(' + ')[0]!)!;
@@ -317,21 +303,9 @@ export async function runCapturedDiagnosis(
       floorFactor,
       floorDType,
     },
-    thresholds: {
-      ratio: thresholds.ratio,
-      minRun: thresholds.minRun,
-      penaltyScale: thresholds.penaltyScale,
-      lookback: thresholds.lookback,
-    },
+    thresholds: reportedThresholds(thresholds),
     series,
-    changePoint:
-      detection.index === null
-        ? null
-        : {
-            index: detection.index,
-            module: series[detection.index]!.module,
-            ratio: series[detection.index]!.ratio,
-          },
+    changePoint,
     spikes: detection.spikes,
     suspects,
     unmatched,

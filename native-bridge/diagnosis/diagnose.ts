@@ -3,9 +3,7 @@ import type { Tensor } from 'onnxruntime-node';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { describeCause, EkkaError } from '../errors';
-import { detectChangePoint } from '../localize/changePoint';
 import { findRewiring } from '../localize/rewiring';
-import { rankSuspects } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import { readInputFile } from '../runners/inputFile';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
@@ -23,6 +21,7 @@ import {
   type FloatDType,
 } from '../tensors/dtypes';
 import type { DiagnosisConfig } from './config';
+import { localizeSeries, reportedThresholds } from './localization';
 import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
 
@@ -371,22 +370,9 @@ export async function runDiagnosis(
         `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
       );
     }
-    const detection = detectChangePoint(
-      series.map((p) => p.ratio),
-      {
-        threshold: thresholds.ratio,
-        minRun: thresholds.minRun,
-        penaltyScale: thresholds.penaltyScale,
-        minSigma: 0.1,
-      },
-    );
+    const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
     let suspects: Suspect[] = [];
     if (detection.index !== null) {
-      const ranked = rankSuspects(series, detection.index, {
-        threshold: thresholds.ratio,
-        maxSuspects: thresholds.maxSuspects,
-        lookback: thresholds.lookback,
-      });
       await compareOpsOfSegments(
         ranked.slice(0, OP_DETAIL_SUSPECTS).map((r) => series[r.index]!.segment),
       );
@@ -424,14 +410,6 @@ export async function runDiagnosis(
       });
     }
 
-    const changePoint =
-      detection.index === null
-        ? null
-        : {
-            index: detection.index,
-            module: series[detection.index]!.module,
-            ratio: series[detection.index]!.ratio,
-          };
     const result: DiagnosisResult = {
       format: 'ekka-diagnosis',
       version: 1,
@@ -441,12 +419,7 @@ export async function runDiagnosis(
         floorFactor,
         floorDType,
       },
-      thresholds: {
-        ratio: thresholds.ratio,
-        minRun: thresholds.minRun,
-        penaltyScale: thresholds.penaltyScale,
-        lookback: thresholds.lookback,
-      },
+      thresholds: reportedThresholds(thresholds),
       series,
       changePoint,
       spikes: detection.spikes,
