@@ -71,8 +71,9 @@ async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<
   }
   for (const location of locations) {
     const resolved = path.resolve(folder, location);
+    let isFile: boolean;
     try {
-      await fs.access(resolved);
+      isFile = (await fs.stat(resolved)).isFile();
     } catch {
       throw new EkkaError('model', `external data file "${location}" is missing`, file);
     }
@@ -83,6 +84,9 @@ async function externalDataFiles(model: onnx.ModelProto, file: string): Promise<
         file,
       );
     }
+    // A folder passes the checks above (the model's own folder is inside itself).
+    if (!isFile)
+      throw new EkkaError('model', `external data file "${location}" is not a file`, file);
   }
   return [...locations];
 }
@@ -93,10 +97,17 @@ export async function loadExternalData(
 ): Promise<{ path: string; data: Uint8Array }[]> {
   const folder = path.dirname(path.resolve(file.path));
   return Promise.all(
-    file.externalDataFiles.map(async (location) => ({
-      path: location,
-      data: await fs.readFile(path.resolve(folder, location)),
-    })),
+    file.externalDataFiles.map(async (location) => {
+      try {
+        return { path: location, data: await fs.readFile(path.resolve(folder, location)) };
+      } catch (cause) {
+        throw new EkkaError(
+          'model',
+          `cannot read external data file "${location}" (${describeCause(cause)})`,
+          file.path,
+        );
+      }
+    }),
   );
 }
 
