@@ -22,6 +22,7 @@ export type CapturedRunConfig =
       dtype: 'float32' | 'bfloat16' | 'float16';
       device: 'auto' | 'cpu' | 'cuda';
       python?: string;
+      timeoutMs?: number;
       /** A HuggingFace model directory (then factoryFile is that folder, for labels only). */
       hfModel?: { directory: string; tokenIds: number[] };
     }
@@ -64,6 +65,7 @@ interface RawRun {
   dump?: string;
   hfModel?: string;
   tokenIds?: number[];
+  timeoutSeconds?: number;
   model?: string;
 }
 
@@ -118,6 +120,7 @@ async function resolveRun(
       dtype: raw.dtype ?? 'float32',
       device: raw.device ?? 'auto',
       ...(raw.python ? { python: raw.python } : {}),
+      ...(raw.timeoutSeconds ? { timeoutMs: raw.timeoutSeconds * 1000 } : {}),
     };
   }
   const [factoryPath, factoryFunction] = raw.factory!.split(':') as [string, string];
@@ -128,6 +131,7 @@ async function resolveRun(
     dtype: raw.dtype ?? 'float32',
     device: raw.device ?? 'auto',
     ...(raw.python ? { python: raw.python } : {}),
+    ...(raw.timeoutSeconds ? { timeoutMs: raw.timeoutSeconds * 1000 } : {}),
   };
 }
 

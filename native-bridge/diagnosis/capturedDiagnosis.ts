@@ -10,7 +10,7 @@ import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { coarserDType, comparisonDType, MAX_FINITE } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
 import type { DiagnosisObserver, RunRole } from './diagnose';
-import { localizeSeries, reportedThresholds } from './localization';
+import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
 import type {
   DiagnosisResult,
   MappingReport,
@@ -286,6 +286,7 @@ export async function runCapturedDiagnosis(
       config.file,
     );
   }
+  warnings.push(...seriesWarnings(series));
   if (unmatchedTargets > 0)
     warnings.push(`${unmatchedTargets} target values not compared (see unmatched)`);
   const result: DiagnosisResult = {

@@ -21,7 +21,7 @@ import {
   type FloatDType,
 } from '../tensors/dtypes';
 import type { DiagnosisConfig } from './config';
-import { localizeSeries, reportedThresholds } from './localization';
+import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
 import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
 
@@ -370,6 +370,14 @@ export async function runDiagnosis(
         `${excusedNonFinite} module outputs hold NaN/Inf where the reference is finite, and the low-precision reference has them too: precision explains them, so they are not blamed on the target, but their error is not measured`,
       );
     }
+    if (series.length === 0) {
+      throw new EkkaError(
+        'input',
+        `no target value could be paired with a reference value (${unmatched.filter((u) => u.side === 'target').length} target, ${unmatched.filter((u) => u.side === 'reference').length} reference module outputs unmatched: the two models share no module path)`,
+        config.file,
+      );
+    }
+    warnings.push(...seriesWarnings(series));
     const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
     let suspects: Suspect[] = [];
     if (detection.index !== null) {

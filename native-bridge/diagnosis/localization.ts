@@ -44,3 +44,25 @@ export function reportedThresholds(thresholds: Thresholds): DiagnosisResult['thr
     lookback: thresholds.lookback,
   };
 }
+
+/**
+ * What the user must know about a compared series that the ratios alone hide: a reference that is
+ * NaN/Inf (its error is not measurable there) and empty values (nothing was compared).
+ */
+export function seriesWarnings(series: readonly SeriesPoint[]): string[] {
+  const warnings: string[] = [];
+  const nonFinite = series.filter((p) => p.reference.nan + p.reference.inf > 0);
+  if (nonFinite.length > 0) {
+    const first = nonFinite[0]!;
+    warnings.push(
+      `the reference holds NaN/Inf in ${nonFinite.length} of ${series.length} module outputs (first: #${first.index} ${first.module || '(root)'}): the target's error cannot be measured there`,
+    );
+  }
+  const empty = series.filter((p) => p.shape.includes(0));
+  if (empty.length > 0) {
+    warnings.push(
+      `${empty.length} of ${series.length} module outputs are empty (zero elements, e.g. #${empty[0]!.index} [${empty[0]!.shape.join(', ')}]): nothing was compared there`,
+    );
+  }
+  return warnings;
+}

@@ -42,7 +42,9 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
       // The reference side also records module inputs: some engine modules (an attention
       // backend) compute what HF only passes from one module to the next.
       inputs: role !== 'target',
-      ...(settings.timeoutMs ? { timeoutMs: settings.timeoutMs } : {}),
+      ...((run.timeoutMs ?? settings.timeoutMs)
+        ? { timeoutMs: run.timeoutMs ?? settings.timeoutMs }
+        : {}),
       ...(signal ? { signal } : {}),
     });
   };

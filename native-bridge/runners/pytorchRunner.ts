@@ -572,7 +572,9 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
 
     child.on('error', (cause) => {
       // Only a failed start reaches here with no pid; later errors (a failed kill) are ignored.
-      if (child.pid === undefined) settle(new EkkaError('input', spawnErrorMessage(python, cause)));
+      if (child.pid === undefined) {
+        settle(new EkkaError('input', spawnErrorMessage(python, cause), factory));
+      }
     });
     child.on('exit', () => {
       // Processes the model started may hold the pipes open; give them a moment, then kill them.

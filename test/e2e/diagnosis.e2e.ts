@@ -127,7 +127,16 @@ describe('end to end: a diagnosis in the editor', function () {
     log(
       `re-run, panel open: comparison in the bridge → point on the chart: mean ${meanDelay} ms, max ${maxDelay} ms`,
     );
-    assert.ok(maxDelay >= 0 && maxDelay < 500, `max delay ${maxDelay} ms`);
+    // Streamed, not delivered at the end: several batches, the first drawn before the result.
+    // (The delay itself is a measurement, logged above; it depends on the machine's load.)
+    const attribute = async (name: string) =>
+      Number(await panel.locator('#divergence').getAttribute(name));
+    assert.ok((await attribute('data-batches')) >= 2, 'points came in several batches');
+    assert.ok(
+      (await attribute('data-first-point-at')) < (await attribute('data-finished-at')),
+      'the first point was drawn before the run finished',
+    );
+    assert.ok(maxDelay >= 0, `max delay ${maxDelay} ms`);
     assert.equal(await panel.locator('#divergence').getAttribute('data-points'), '66');
     assert.ok(before);
   });

@@ -264,6 +264,9 @@ async function handle(message: ToWebview): Promise<void> {
       state.selected = undefined;
       delayTotal = 0;
       delete chart.dataset.maxDelayMs;
+      delete chart.dataset.batches;
+      delete chart.dataset.firstPointAt;
+      delete chart.dataset.finishedAt;
       setStatus(`Diagnosing ${message.run.title}…`, true);
       renderSuspects();
       Plotly.purge(heatmap);
@@ -287,12 +290,15 @@ async function handle(message: ToWebview): Promise<void> {
       chart.dataset.maxDelayMs = String(Math.max(Number(chart.dataset.maxDelayMs ?? 0), ...delays));
       delayTotal += delays.reduce((a, b) => a + b, 0);
       chart.dataset.meanDelayMs = (delayTotal / state.points.length).toFixed(1);
+      chart.dataset.batches = String(Number(chart.dataset.batches ?? 0) + 1);
+      chart.dataset.firstPointAt ??= String(drawnAt);
       setStatus(`Diagnosing ${state.run.title}: ${state.points.length} modules compared…`, true);
       break;
     }
     case 'runFinished':
       if (message.runId !== state.run?.runId) return;
       state.result = message.result;
+      chart.dataset.finishedAt = String(Date.now());
       setStatus(summary(message.result), false);
       await drawChart();
       renderSuspects();
