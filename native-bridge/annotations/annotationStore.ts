@@ -111,7 +111,15 @@ export class AnnotationStore {
       const result = edit(contents);
       const text = `${JSON.stringify(contents, null, 2)}\n`;
       parseAnnotations(text, this.file);
-      await writeFileAtomic(this.file, text);
+      try {
+        await writeFileAtomic(this.file, text);
+      } catch (cause) {
+        throw new EkkaError(
+          'annotations',
+          `not saved (${describeCause(cause)}); the previous file is unchanged`,
+          this.file,
+        );
+      }
       return result;
     });
     this.queue = run.catch(() => undefined);

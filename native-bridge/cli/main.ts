@@ -1,6 +1,6 @@
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeFileAtomic } from '../atomicWrite';
 import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import { resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
 import { runAnyDiagnosis } from '../diagnosis/runAny';
@@ -89,8 +89,8 @@ async function writeHtmlReport(
     assets,
   );
   try {
-    await fs.mkdir(path.dirname(out), { recursive: true });
-    await fs.writeFile(out, html);
+    // Atomic: a failed write leaves an earlier report as it was.
+    await writeFileAtomic(out, html);
   } catch (cause) {
     throw new EkkaError('config', `cannot write the HTML report: ${describeCause(cause)}`, given);
   }
@@ -125,8 +125,7 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
     if (values.json) {
       const out = path.resolve(cwd, values.json);
       try {
-        await fs.mkdir(path.dirname(out), { recursive: true });
-        await fs.writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+        await writeFileAtomic(out, `${JSON.stringify(result, null, 2)}\n`);
       } catch (cause) {
         throw new EkkaError(
           'config',

@@ -81,3 +81,78 @@ describe('annotation store', () => {
     assert.equal(ROOT_CAUSE_IDS.length, 18);
   });
 });
+
+describe('atomic writes after a crash', () => {
+  it('removes the temporary file a dead writer left, keeping live writers’ files', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-stale-'));
+    try {
+      const file = path.join(dir, '.ekka', 'annotations.json');
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      // A pid no process has (above the kernel's pid_max), and a live one (mocha's parent).
+      const dead = path.join(path.dirname(file), '.annotations.json.99999999.abcd1234.tmp');
+      const live = path.join(path.dirname(file), `.annotations.json.${process.ppid}.abcd1234.tmp`);
+      await fs.writeFile(dead, 'half a write');
+      await fs.writeFile(live, 'a write in progress');
+      await new AnnotationStore(file).add({
+        module: 'm',
+        location: 'model',
+        cause: 'other',
+        note: '',
+      });
+      const names = (await fs.readdir(path.dirname(file))).sort();
+      assert.deepEqual(names, [
+        '.annotations.json.' + process.ppid + '.abcd1234.tmp',
+        'annotations.json',
+      ]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a failed write as an annotations error naming the file, keeping the old one', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-full-'));
+    try {
+      const file = path.join(dir, 'annotations.json');
+      const store = new AnnotationStore(file);
+      await store.add({ module: 'm', location: 'model', cause: 'other', note: 'first' });
+      const before = await fs.readFile(file, 'utf8');
+      // A folder where the temporary file must go: the write cannot start.
+      await fs.chmod(dir, 0o500);
+      const root = process.getuid?.() === 0;
+      if (root) {
+        // chmod does not stop root; make the temp name a folder instead by filling the name space.
+        await fs.chmod(dir, 0o700);
+        const realWrite = fs.open;
+        (fs as { open: typeof fs.open }).open = () =>
+          Promise.reject(
+            Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }),
+          );
+        try {
+          await assert.rejects(
+            store.add({ module: 'm', location: 'model', cause: 'other', note: 'second' }),
+            (error: EkkaError) => {
+              assert.equal(error.kind, 'annotations');
+              assert.match(
+                error.message,
+                /annotations\.json: not saved \(ENOSPC: no space left on device\); the previous file is unchanged/,
+              );
+              return true;
+            },
+          );
+        } finally {
+          (fs as { open: typeof fs.open }).open = realWrite;
+        }
+      } else {
+        await assert.rejects(
+          store.add({ module: 'm', location: 'model', cause: 'other', note: 'second' }),
+          /annotations\.json: not saved/,
+        );
+        await fs.chmod(dir, 0o700);
+      }
+      assert.equal(await fs.readFile(file, 'utf8'), before);
+    } finally {
+      await fs.chmod(dir, 0o700).catch(() => undefined);
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -142,14 +142,15 @@ describe('faults: annotations killed mid-write', function () {
       midWrite += added.length;
       previous = temps;
     }
-    // Kills inside a write are the ones that matter; each leaves its temporary file behind, since
-    // nothing removes a dead writer's (they are not read, only take space).
+    // Kills inside a write are the ones that matter; each leaves its temporary file behind until
+    // the next write, which removes the files of writers no longer running.
     assert.ok(midWrite >= 1, 'no kill landed inside a write');
-    // What is left is still a store that works.
+    // What is left is still a store that works, and it cleans up after the dead writers.
     const store = new AnnotationStore(file);
     const before = (await store.list()).length;
     await store.add({ module: 'model', location: 'model', cause: 'model/rope', note: 'after' });
     assert.equal((await store.list()).length, before + 1);
+    assert.deepEqual(await tempFiles(file), [], 'dead writers’ temporary files removed');
   });
 });
 
