@@ -116,6 +116,11 @@ export class DiagnosisController implements vscode.Disposable {
             {
               runId: run.runId,
               configPath,
+              // A workspace's ekka.json may read only the workspace's files (the bundled sample
+              // lives in the extension's own folder).
+              ...(vscode.workspace.getWorkspaceFolder(configUri)
+                ? { workspaceFolder: vscode.workspace.getWorkspaceFolder(configUri)!.uri.fsPath }
+                : {}),
               overrides: {
                 ...(settings.ratioThreshold !== undefined
                   ? { ratioThreshold: settings.ratioThreshold }

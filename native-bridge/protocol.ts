@@ -28,6 +28,8 @@ export interface RunDiagnosisParams {
   runId: string;
   /** Absolute path of the ekka.json. */
   configPath: string;
+  /** When set, every file the diagnosis reads must lie inside this folder (the workspace). */
+  workspaceFolder?: string;
   /** Overrides from the editor's settings, applied on top of the file. */
   overrides?: {
     ratioThreshold?: number;

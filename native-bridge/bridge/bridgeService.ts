@@ -1,6 +1,7 @@
 import { buildErrorMap } from '../compare/errorMap';
 import { isCaptured, loadDiagnosis, type AnyDiagnosisConfig } from '../diagnosis/capturedConfig';
 import { loadConfig } from '../diagnosis/config';
+import { confineToFolder } from '../diagnosis/confine';
 import { runAnyDiagnosis } from '../diagnosis/runAny';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError } from '../errors';
@@ -43,6 +44,7 @@ export class BridgeService {
 
   async runDiagnosis(params: RunDiagnosisParams, signal: AbortSignal): Promise<DiagnosisResult> {
     const config = applyOverrides(await loadDiagnosis(params.configPath), params.overrides);
+    if (params.workspaceFolder) await confineToFolder(config, params.workspaceFolder);
     const state: RunState = { errorMaps: new Map(), bytes: 0 };
     this.runs.set(params.runId, state);
     while (this.runs.size > RUNS_KEPT) this.runs.delete(this.runs.keys().next().value!);

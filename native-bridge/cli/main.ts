@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../atomicWrite';
 import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import { resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
+import { confineToFolder } from '../diagnosis/confine';
 import { runAnyDiagnosis } from '../diagnosis/runAny';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
@@ -10,7 +11,7 @@ import { loadReportAssets, readReportAnnotations, renderHtmlReport } from '../re
 import { formatReport } from './report';
 
 const USAGE = `Usage:
-  ekka diagnose <ekka.json> [--json out.json] [--html report.html] [--verbose]
+  ekka diagnose <ekka.json> [--workspace DIR] [--json out.json] [--html report.html] [--verbose]
                 [--fail-on-divergence]
   ekka diagnose --target t.onnx --reference r.onnx [--reference-lowp r16.onnx] --inputs in.json
                 [--source-root DIR]... [--source-entry file.py:Class]
@@ -33,6 +34,7 @@ const OPTIONS = {
   'target-optimization': { type: 'string' },
   'reference-optimization': { type: 'string' },
   'execution-provider': { type: 'string' },
+  workspace: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -120,6 +122,7 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
     const config = rest[0]
       ? await loadDiagnosis(path.resolve(cwd, rest[0]))
       : await configFromFlags(values, cwd);
+    if (values.workspace) await confineToFolder(config, path.resolve(cwd, values.workspace));
     const result = await runAnyDiagnosis(config);
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {

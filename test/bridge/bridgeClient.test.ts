@@ -126,6 +126,32 @@ describe('bridge client against the real bridge process', function () {
     }
   });
 
+  it('refuses a config that reads files outside the workspace folder it was given', async () => {
+    const { client } = newClient();
+    try {
+      await assert.rejects(
+        client.runDiagnosis({
+          runId: 'outside',
+          configPath: ROPE_CASE,
+          workspaceFolder: path.dirname(ROPE_CASE),
+        }),
+        (error: BridgeError) => {
+          assert.equal(error.kind, 'config');
+          assert.match(error.message, /reference\.model: .* is outside the workspace folder/);
+          return true;
+        },
+      );
+      const inside = await client.runDiagnosis({
+        runId: 'inside',
+        configPath: ROPE_CASE,
+        workspaceFolder: path.resolve('samples/tiny-llama'),
+      });
+      assert.equal(inside.suspects[0]?.module, 'model.layers.2.self_attn');
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('locates a module’s source through the bridge', async () => {
     const { client } = newClient();
     try {
