@@ -223,6 +223,55 @@ describe('end to end: a diagnosis in the editor', function () {
   });
 });
 
+describe('end to end: bad input in the editor', function () {
+  this.timeout(600_000);
+  let workspace: string;
+  let server: CodeServer | undefined;
+  let page: Page;
+
+  before(async () => {
+    await ensureCodeServer();
+    const vsix = await packageExtension();
+    workspace = await copySample();
+    // A target model cut off halfway: the engine must say which file, and keep working.
+    const bad = path.join(workspace, 'cases', 'broken-target');
+    await fs.mkdir(bad, { recursive: true });
+    const model = await fs.readFile(path.join(workspace, 'reference.onnx'));
+    await fs.writeFile(path.join(bad, 'target.onnx'), model.subarray(0, model.length >> 1));
+    await fs.writeFile(
+      path.join(bad, 'ekka.json'),
+      JSON.stringify({
+        target: { model: 'target.onnx' },
+        reference: { model: '../../reference.onnx' },
+        input: '../../input.json',
+      }),
+    );
+    server = await startCodeServer({ workspace, vsixFiles: [vsix], logName: 'bad-input' });
+    page = await openWorkbench(server.url);
+    await waitForExtensionActivation(server, EXTENSION_ID, 90_000);
+  });
+
+  after(async () => {
+    await closeBrowser();
+    await server?.stop();
+    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
+  });
+
+  it('shows one message naming the broken file, and the next diagnosis still runs', async () => {
+    await runCommand(page, 'Ekka: Run Diagnosis');
+    await pickQuickItem(page, 'cases/broken-target/ekka.json');
+    const { message } = await waitForNotification(page, /Ekka: .*target\.onnx/, 60_000);
+    assert.match(message, /broken-target\/target\.onnx/);
+    assert.doesNotMatch(message, /\n\s+at /, 'no stack trace');
+    await screenshot(page, 'bad-input-message');
+    await runCommand(page, 'Ekka: Run Diagnosis');
+    await pickQuickItem(page, CASE);
+    await webviewFrame(page)
+      .locator('#divergence[data-change-point="40"]')
+      .waitFor({ state: 'attached', timeout: 120_000 });
+  });
+});
+
 describe('end to end: an untrusted workspace', function () {
   this.timeout(600_000);
   let workspace: string;

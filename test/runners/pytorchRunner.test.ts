@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -434,6 +434,24 @@ describe('capturePyTorch', function () {
       assert.match(error.message, /torch is not installed for \/usr\/bin\/python3/);
     } finally {
       rmSync(fake, { recursive: true, force: true });
+    }
+  });
+
+  it('never goes through a shell: metacharacters in the factory and interpreter stay literal', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ekka-shell-'));
+    try {
+      const marker = path.join(dir, 'pwned');
+      await assert.rejects(
+        capture(`${dir}/x.py; touch ${marker}; echo .py:build`),
+        /the model factory must be path\/to\/file\.py:function|No such file|not found|failed/,
+      );
+      await assert.rejects(
+        capturePyTorch({ python: `${PYTHON}; touch ${marker}`, factory: `${TREE}:build` }),
+        /the Python interpreter .*; touch .* does not exist/,
+      );
+      assert.ok(!existsSync(marker), 'a shell ran the command');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
