@@ -6,6 +6,7 @@ import { parseAnnotations } from '../annotations/annotationStore';
 import { ROOT_CAUSES } from '../annotations/taxonomy';
 import type { DiagnosisResult, Suspect } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
+import { formatRatio, moduleName } from './formatting';
 
 /**
  * What the report page's script reads from `<script type="application/json" id="ekka-report-data">`
@@ -27,14 +28,7 @@ export interface ReportAssets {
   pageJs: string;
 }
 
-const fmt = (value: number): string => {
-  if (!Number.isFinite(value)) return String(value);
-  if (value === 0) return '0';
-  const magnitude = Math.abs(value);
-  return magnitude >= 1e4 || magnitude < 1e-2 ? value.toExponential(2) : value.toFixed(2);
-};
-
-const moduleName = (module: string): string => module || '(root)';
+const fmt = formatRatio;
 
 /** The noise model in one line; the same words in the text, HTML and Markdown reports. */
 export function describeNoise(noise: DiagnosisResult['noise']): string {

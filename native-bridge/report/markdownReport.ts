@@ -2,20 +2,14 @@ import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { describeKernel, describeNoise } from './htmlReport';
+import { formatRatio, moduleName } from './formatting';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
   chartImage?: string;
 }
 
-const fmt = (value: number): string => {
-  if (!Number.isFinite(value)) return String(value);
-  if (value === 0) return '0';
-  const magnitude = Math.abs(value);
-  return magnitude >= 1e4 || magnitude < 1e-2 ? value.toExponential(2) : value.toFixed(2);
-};
-
-const moduleName = (module: string): string => module || '(root)';
+const fmt = formatRatio;
 
 /**
  * User text (notes, reasons, names) as inert Markdown: characters that could start emphasis, a

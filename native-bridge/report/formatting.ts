@@ -1,0 +1,14 @@
+/** Numbers and names as every report writes them (text, HTML, Markdown). */
+
+/** Fixed for ordinary magnitudes, exponent for large and tiny ones. */
+export function formatRatio(value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  if (value === 0) return '0';
+  const magnitude = Math.abs(value);
+  return magnitude >= 1e4 || magnitude < 1e-2 ? value.toExponential(2) : value.toFixed(2);
+}
+
+/** The root module has the empty path. */
+export function moduleName(module: string): string {
+  return module || '(root)';
+}
