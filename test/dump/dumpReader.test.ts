@@ -7,42 +7,9 @@ import { writeDump } from '../../native-bridge/dump/dumpWriter';
 import { MAX_MANIFEST_BYTES, type DumpManifest } from '../../native-bridge/dump/manifest';
 import { SafetensorsFile } from '../../native-bridge/dump/safetensors';
 import { EkkaError } from '../../native-bridge/errors';
-import type { CaptureInfo, CapturedRecord } from '../../native-bridge/runners/capturedRecord';
+import type { CapturedRecord } from '../../native-bridge/runners/capturedRecord';
 import { seededRandom } from '../support/numbers';
-
-const INFO: CaptureInfo = {
-  framework: 'pytorch',
-  model: 'samples/serving-llama/serving.py:build',
-  frameworkVersion: '2.4.0',
-  device: 'cuda:0',
-  dtype: 'bfloat16',
-  records: 0,
-};
-
-function record(
-  name: string,
-  seq: number,
-  dtype: string,
-  shape: number[],
-  values: number[],
-  extra: Partial<CapturedRecord> = {},
-): CapturedRecord {
-  const [module = '', rest = ''] = name.split('#');
-  const [call = '1', output = ''] = rest.split('/');
-  const wide = ['float32', 'float16', 'bfloat16'].includes(dtype) ? Float32Array : Float64Array;
-  return {
-    name,
-    seq,
-    module,
-    className: 'Linear',
-    call: Number(call),
-    output,
-    dtype,
-    shape,
-    data: wide.from(values),
-    ...extra,
-  };
-}
+import { SAMPLE_CAPTURE_INFO as INFO, capturedRecord as record } from '../support/sampleDump';
 
 /** Records covering every stored kind: fp16/bf16 with known values, ints, bool, empty, ranks. */
 function sampleRecords(): CapturedRecord[] {

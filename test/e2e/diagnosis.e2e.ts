@@ -4,39 +4,21 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FrameLocator, Page } from 'playwright-core';
-import {
-  REPO_ROOT,
-  ensureCodeServer,
-  extensionHostLog,
-  log,
-  startCodeServer,
-  waitForExtensionActivation,
-  type CodeServer,
-} from './support/codeServer';
+import { extensionHostLog, log } from './support/codeServer';
 import { answerInputBox, pickQuickItem } from './support/quickInput';
-import { packageExtension } from './support/vsix';
+import { openSampleSession, type SampleSession } from './support/session';
 import {
   activeEditorInfo,
-  closeBrowser,
-  openWorkbench,
   runCommand,
   screenshot,
   waitForNotification,
   webviewFrame,
 } from './support/workbench';
 
-const EXTENSION_ID = 'ekka.ekka-vscode';
 const CASE = 'cases/rope-interleaved/ekka.json';
 const EXPECTED = { module: 'model.layers.2.self_attn', file: 'modeling_target.py', line: 18 };
-
-async function copySample(): Promise<string> {
-  const workspace = await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-e2e-workspace-'));
-  await fs.cp(path.join(REPO_ROOT, 'samples/tiny-llama'), workspace, { recursive: true });
-  return workspace;
-}
 
 /** Pids of bridge processes (dist/bridge.js) among the server's descendants. */
 function bridgeProcesses(): string[] {
@@ -58,32 +40,26 @@ async function pointCentre(panel: FrameLocator, index: number): Promise<{ x: num
 
 describe('end to end: a diagnosis in the editor', function () {
   this.timeout(600_000);
+  let session: SampleSession | undefined;
   let workspace: string;
-  let server: CodeServer | undefined;
   let page: Page;
 
   before(async () => {
-    await ensureCodeServer();
-    const vsix = await packageExtension();
-    workspace = await copySample();
-    server = await startCodeServer({ workspace, vsixFiles: [vsix], logName: 'diagnosis' });
-    page = await openWorkbench(server.url);
-    await waitForExtensionActivation(server, EXTENSION_ID, 90_000);
+    session = await openSampleSession({ logName: 'diagnosis' });
+    ({ workspace, page } = session);
   });
 
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') {
       await screenshot(page, `diagnosis-failed-${this.currentTest.title}`).catch(() => undefined);
-      if (server)
-        log(`extension host log:\n${(await extensionHostLog(server.userDataDir)).slice(-4000)}`);
+      if (session) {
+        const hostLog = await extensionHostLog(session.server.userDataDir);
+        log(`extension host log:\n${hostLog.slice(-4000)}`);
+      }
     }
   });
 
-  after(async () => {
-    await closeBrowser();
-    await server?.stop();
-    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
-  });
+  after(() => session?.close());
 
   it('runs the sample from the palette and fills the chart live', async () => {
     const started = Date.now();
@@ -225,37 +201,32 @@ describe('end to end: a diagnosis in the editor', function () {
 
 describe('end to end: bad input in the editor', function () {
   this.timeout(600_000);
-  let workspace: string;
-  let server: CodeServer | undefined;
+  let session: SampleSession | undefined;
   let page: Page;
 
   before(async () => {
-    await ensureCodeServer();
-    const vsix = await packageExtension();
-    workspace = await copySample();
-    // A target model cut off halfway: the engine must say which file, and keep working.
-    const bad = path.join(workspace, 'cases', 'broken-target');
-    await fs.mkdir(bad, { recursive: true });
-    const model = await fs.readFile(path.join(workspace, 'reference.onnx'));
-    await fs.writeFile(path.join(bad, 'target.onnx'), model.subarray(0, model.length >> 1));
-    await fs.writeFile(
-      path.join(bad, 'ekka.json'),
-      JSON.stringify({
-        target: { model: 'target.onnx' },
-        reference: { model: '../../reference.onnx' },
-        input: '../../input.json',
-      }),
-    );
-    server = await startCodeServer({ workspace, vsixFiles: [vsix], logName: 'bad-input' });
-    page = await openWorkbench(server.url);
-    await waitForExtensionActivation(server, EXTENSION_ID, 90_000);
+    session = await openSampleSession({
+      logName: 'bad-input',
+      // A target model cut off halfway: the engine must say which file, and keep working.
+      prepare: async (workspace) => {
+        const bad = path.join(workspace, 'cases', 'broken-target');
+        await fs.mkdir(bad, { recursive: true });
+        const model = await fs.readFile(path.join(workspace, 'reference.onnx'));
+        await fs.writeFile(path.join(bad, 'target.onnx'), model.subarray(0, model.length >> 1));
+        await fs.writeFile(
+          path.join(bad, 'ekka.json'),
+          JSON.stringify({
+            target: { model: 'target.onnx' },
+            reference: { model: '../../reference.onnx' },
+            input: '../../input.json',
+          }),
+        );
+      },
+    });
+    ({ page } = session);
   });
 
-  after(async () => {
-    await closeBrowser();
-    await server?.stop();
-    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
-  });
+  after(() => session?.close());
 
   it('shows one message naming the broken file, and the next diagnosis still runs', async () => {
     await runCommand(page, 'Ekka: Run Diagnosis');
@@ -274,29 +245,21 @@ describe('end to end: bad input in the editor', function () {
 
 describe('end to end: an untrusted workspace', function () {
   this.timeout(600_000);
-  let workspace: string;
-  let server: CodeServer | undefined;
+  let session: SampleSession | undefined;
   let page: Page;
 
   before(async () => {
-    await ensureCodeServer();
-    const vsix = await packageExtension();
-    workspace = await copySample();
-    server = await startCodeServer({
-      workspace,
-      vsixFiles: [vsix],
+    session = await openSampleSession({
+      logName: 'untrusted',
       trust: true,
       settings: { 'security.workspace.trust.startupPrompt': 'never' },
-      logName: 'untrusted',
+      // Nothing runs in an untrusted workspace: no activation to wait for.
+      activation: false,
     });
-    page = await openWorkbench(server.url);
+    ({ page } = session);
   });
 
-  after(async () => {
-    await closeBrowser();
-    await server?.stop();
-    if (workspace) await fs.rm(workspace, { recursive: true, force: true });
-  });
+  after(() => session?.close());
 
   it('runs no model and says why', async () => {
     const before = bridgeProcesses().length;

@@ -20,6 +20,7 @@ import {
 } from '../../native-bridge/dump/safetensors';
 import { EkkaError } from '../../native-bridge/errors';
 import type { CaptureInfo, CapturedRecord } from '../../native-bridge/runners/capturedRecord';
+import { SAMPLE_CAPTURE_INFO, capturedRecord as record } from '../support/sampleDump';
 import {
   applyByteMutations,
   applyJsonMutations,
@@ -164,39 +165,7 @@ export function safetensorsHeaderProperty(): fc.IPropertyWithHooks<
 
 // ---------------------------------------------------------------------------------------------
 
-const INFO: CaptureInfo = {
-  framework: 'pytorch',
-  model: 'fuzz.py:build',
-  frameworkVersion: '2.4.0',
-  device: 'cpu',
-  dtype: 'bfloat16',
-  records: 0,
-};
-
-function record(
-  name: string,
-  seq: number,
-  dtype: string,
-  shape: number[],
-  values: number[],
-  extra: Partial<CapturedRecord> = {},
-): CapturedRecord {
-  const [module = '', rest = ''] = name.split('#');
-  const [call = '1', output = ''] = rest.split('/');
-  const wide = ['float32', 'float16', 'bfloat16'].includes(dtype) ? Float32Array : Float64Array;
-  return {
-    name,
-    seq,
-    module,
-    className: 'Linear',
-    call: Number(call),
-    output,
-    dtype,
-    shape,
-    data: wide.from(values),
-    ...extra,
-  };
-}
+const INFO: CaptureInfo = { ...SAMPLE_CAPTURE_INFO, model: 'fuzz.py:build', device: 'cpu' };
 
 /** Records of every stored kind, small enough that a mutation often lands on structure. */
 export function sampleRecords(): CapturedRecord[] {

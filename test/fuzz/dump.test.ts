@@ -1,4 +1,3 @@
-import * as fc from 'fast-check';
 import {
   manifestProperty,
   openDumpProperty,
@@ -6,19 +5,19 @@ import {
   safetensorsHeaderProperty,
   type DumpFixture,
 } from './dump.fuzz';
-import { budgetTimeout, fuzzParameters, fuzzRuns, logSlowestCase } from './fuzzing';
+import { checkProperty, logSlowestCase } from './fuzzing';
 
 describe('fuzz: dump reader', () => {
   afterEach(logSlowestCase);
-  it('parseSafetensorsHeader throws only EkkaErrors and accepts only consistent headers', function () {
-    this.timeout(budgetTimeout(fuzzRuns(400), 5));
-    fc.assert(safetensorsHeaderProperty(), fuzzParameters(400));
-  });
+  it(
+    'parseSafetensorsHeader throws only EkkaErrors and accepts only consistent headers',
+    checkProperty(400, 5, safetensorsHeaderProperty),
+  );
 
-  it('parseManifest throws only EkkaErrors and accepts no duplicate names', function () {
-    this.timeout(budgetTimeout(fuzzRuns(300), 5));
-    fc.assert(manifestProperty(), fuzzParameters(300));
-  });
+  it(
+    'parseManifest throws only EkkaErrors and accepts no duplicate names',
+    checkProperty(300, 5, manifestProperty),
+  );
 
   describe('openDump on a damaged copy of a valid dump', () => {
     let fixture: DumpFixture;
@@ -27,9 +26,9 @@ describe('fuzz: dump reader', () => {
     });
     after(() => fixture?.cleanup());
 
-    it('throws only EkkaErrors, and reads what it opens', async function () {
-      this.timeout(budgetTimeout(fuzzRuns(200), 20));
-      await fc.assert(openDumpProperty(fixture), fuzzParameters(200));
-    });
+    it(
+      'throws only EkkaErrors, and reads what it opens',
+      checkProperty(200, 20, () => openDumpProperty(fixture)),
+    );
   });
 });

@@ -30,6 +30,21 @@ export function budgetTimeout(runs: number, msPerCase: number): number {
   return Math.max(60_000, runs * msPerCase * 4);
 }
 
+/**
+ * A mocha test body asserting `property` over `runs` cases (the short budget; FUZZ_RUNS replaces
+ * it) of about `msPerCase` each. The property is built when the test runs, after the suite's hooks.
+ */
+export function checkProperty<Ts>(
+  runs: number,
+  msPerCase: number,
+  property: () => fc.IRawProperty<Ts>,
+): Mocha.AsyncFunc {
+  return async function (this: Mocha.Context) {
+    this.timeout(budgetTimeout(fuzzRuns(runs), msPerCase));
+    await fc.assert(property(), fuzzParameters<Ts>(runs));
+  };
+}
+
 /** An error class the code under test is allowed to throw on bad input. */
 export type TypedError = abstract new (...args: never[]) => Error;
 
