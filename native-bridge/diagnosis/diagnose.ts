@@ -371,9 +371,11 @@ export async function runDiagnosis(
       );
     }
     if (series.length === 0) {
+      const targets = unmatched.filter((u) => u.side === 'target');
+      const first = targets[0];
       throw new EkkaError(
         'input',
-        `no target value could be paired with a reference value (${unmatched.filter((u) => u.side === 'target').length} target, ${unmatched.filter((u) => u.side === 'reference').length} reference module outputs unmatched: the two models share no module path)`,
+        `no target value could be paired with a reference value (${targets.length} target, ${unmatched.length - targets.length} reference module outputs unmatched${first ? `; first: ${first.key}: ${first.reason}` : ''})`,
         config.file,
       );
     }

@@ -29,17 +29,19 @@ async function diagnose(target: Uint8Array, reference: Uint8Array) {
 }
 
 describe('diagnosis edge cases', () => {
-  it('reports records whose shapes differ as unmatched instead of comparing them', async () => {
+  it('refuses to compare records whose shapes differ, naming the first', async () => {
     const narrow = { dims: [4, 3], values: identity4.values.slice(0, 12) };
-    const result = await diagnose(chain(narrow, 'Abs'), chain(identity4, 'Abs'));
-    const reasons = result.unmatched.filter((u) => u.side === 'target');
-    assert.deepEqual(
-      reasons.map((u) => u.key),
-      ['blk@out0', 'head@out0'],
+    // Every value differs in shape: nothing is paired, which is an error, not "no divergence".
+    await assert.rejects(
+      diagnose(chain(narrow, 'Abs'), chain(identity4, 'Abs')),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          /no target value could be paired with a reference value \(2 target, 2 reference module outputs unmatched; first: blk@out0: shape differs: target \[1, 3\], reference \[1, 4\]\)/,
+        );
+        return true;
+      },
     );
-    assert.match(reasons[0]!.reason, /shape differs: target \[1, 3\], reference \[1, 4\]/);
-    assert.equal(result.series.length, 0);
-    assert.equal(result.changePoint, null);
   });
 
   it('localizes NaN produced by a module like any other divergence', async () => {
