@@ -57,7 +57,7 @@ const STRAGGLER_GRACE_MS = 2000;
 /** After a kill, how long to wait for the process to be gone before giving up on it. */
 const KILL_GRACE_MS = 3000;
 
-const ELEMENT_BYTES: Readonly<Record<string, number>> = {
+export const ELEMENT_BYTES: Readonly<Record<string, number>> = {
   float32: 4,
   float16: 2,
   bfloat16: 2,

@@ -9,6 +9,7 @@ import { EkkaError } from '../../native-bridge/errors';
 import { PROTOCOL_VERSION } from '../../native-bridge/protocol';
 import { parseWebviewMessage } from '../../native-bridge/protocolGuards';
 import {
+  ELEMENT_BYTES,
   CaptureStreamDecoder,
   InvalidFrameError,
   decodePayload,
@@ -168,19 +169,6 @@ export function webviewMutationProperty() {
 
 // ---------------------------------------------------------------------------------------------
 // Capture frames.
-
-const ELEMENT_BYTES: Readonly<Record<string, number>> = {
-  float32: 4,
-  float16: 2,
-  bfloat16: 2,
-  float64: 8,
-  int8: 1,
-  uint8: 1,
-  int16: 2,
-  int32: 4,
-  int64: 8,
-  bool: 1,
-};
 
 function frame(header: unknown, payload: Uint8Array = new Uint8Array(0)): Buffer {
   const head = Buffer.from(JSON.stringify(header) ?? 'null', 'utf8');
