@@ -1,6 +1,7 @@
-import { promises as fs, readFileSync, type Dirent } from 'node:fs';
+import { promises as fs, type Dirent } from 'node:fs';
 import * as path from 'node:path';
-import { Language, Parser, Query, type Node } from 'web-tree-sitter';
+import { Parser, type Language, type Node, type Query } from 'web-tree-sitter';
+import { loadGrammar } from './grammars';
 
 /**
  * A place in C++ or CUDA source. (Object types rather than interfaces, so that report code may read
@@ -161,34 +162,6 @@ interface SourceFile {
   index?: FileIndex | null;
 }
 
-let languagePromise: Promise<{ language: Language; query: Query }> | undefined;
-
-function queryFile(): string {
-  for (const candidate of [
-    path.join(__dirname, 'queries', 'cpp.scm'),
-    path.join(__dirname, 'cpp.scm'),
-  ]) {
-    try {
-      readFileSync(candidate);
-      return candidate;
-    } catch {
-      // try the next layout (sources vs bundle)
-    }
-  }
-  throw new Error(`cpp.scm not found next to ${__dirname}`);
-}
-
-async function loadCpp(): Promise<{ language: Language; query: Query }> {
-  languagePromise ??= (async () => {
-    await Parser.init();
-    const packageFolder = path.dirname(require.resolve('tree-sitter-cpp/package.json'));
-    const language = await Language.load(path.join(packageFolder, 'tree-sitter-cpp.wasm'));
-    const query = new Query(language, await fs.readFile(queryFile(), 'utf8'));
-    return { language, query };
-  })();
-  return languagePromise;
-}
-
 /** Same-length text with every character but line breaks turned into a space. */
 function blank(text: string): string {
   return text.replace(/[^\r\n]/g, ' ');
@@ -333,7 +306,7 @@ export class CppKernelIndex {
     limits: Partial<CppIndexLimits> = {},
   ): Promise<CppKernelIndex> {
     const bounds = { ...DEFAULT_LIMITS, ...limits };
-    const { language, query } = await loadCpp();
+    const { language, query } = await loadGrammar('cpp');
     const { sources, truncated } = await readSourceFiles(roots, bounds);
     return new CppKernelIndex(sources, truncated, query, language, bounds);
   }

@@ -1,7 +1,7 @@
-import { promises as fs, readFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
 import type { onnx } from 'onnx-proto';
-import { Language, Parser, Query, type Node } from 'web-tree-sitter';
+import { Parser, type Node, type Query } from 'web-tree-sitter';
+import { loadGrammar } from './grammars';
 import { moduleCalls } from '../onnx/graphStructure';
 import { readOnnxModel } from '../onnx/modelFile';
 import { CppKernelIndex, type KernelLocation } from './cppLocator';
@@ -33,36 +33,6 @@ const TORCH_NAMESPACES = new Set([
 const KERNEL_MODULE = /(^|_)C$|(^|_)ops$/;
 /** How deep `self.helper(...)` calls from forward are followed. */
 const MAX_METHOD_DEPTH = 2;
-
-let languagePromise: Promise<{ language: Language; query: Query }> | undefined;
-
-function queryFile(): string {
-  for (const candidate of [
-    path.join(__dirname, 'queries', 'python.scm'),
-    path.join(__dirname, 'python.scm'),
-  ]) {
-    try {
-      readFileSync(candidate);
-      return candidate;
-    } catch {
-      // try the next layout (sources vs bundle)
-    }
-  }
-  throw new Error(`python.scm not found next to ${__dirname}`);
-}
-
-/** The Python grammar with the locator's query (classes, functions, imports). */
-async function loadPython(): Promise<{ language: Language; query: Query }> {
-  languagePromise ??= (async () => {
-    await Parser.init();
-    const language = await Language.load(
-      require.resolve('tree-sitter-python/tree-sitter-python.wasm'),
-    );
-    const query = new Query(language, await fs.readFile(queryFile(), 'utf8'));
-    return { language, query };
-  })();
-  return languagePromise;
-}
 
 /** `torch.ops._C.rms_norm` → its names; undefined when any part is not a plain name. */
 function dottedNames(node: Node): string[] | undefined {
@@ -134,7 +104,7 @@ export async function findKernelCalls(file: string, className: string): Promise<
   } catch {
     return [];
   }
-  const { language, query } = await loadPython();
+  const { language, query } = await loadGrammar('python');
   const parser = new Parser();
   try {
     parser.setLanguage(language);

@@ -1,6 +1,7 @@
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Language, Parser, Query, type Node } from 'web-tree-sitter';
+import { Parser, type Language, type Node, type Query } from 'web-tree-sitter';
+import { loadGrammar } from './grammars';
 import type { SourceConfig } from '../diagnosis/config';
 
 /** Where a module's code lives. */
@@ -50,35 +51,6 @@ type ClassRef = { kind: 'local'; info: ClassInfo } | { kind: 'external'; name: s
 
 const CONTAINER_CALLEES = new Set(['ModuleList', 'Sequential', 'ModuleDict']);
 const MAX_IMPORT_DEPTH = 8;
-
-let languagePromise: Promise<{ language: Language; query: Query }> | undefined;
-
-function queryFile(): string {
-  for (const candidate of [
-    path.join(__dirname, 'queries', 'python.scm'),
-    path.join(__dirname, 'python.scm'),
-  ]) {
-    try {
-      readFileSync(candidate);
-      return candidate;
-    } catch {
-      // try the next layout (sources vs bundle)
-    }
-  }
-  throw new Error(`python.scm not found next to ${__dirname}`);
-}
-
-async function loadPython(): Promise<{ language: Language; query: Query }> {
-  languagePromise ??= (async () => {
-    await Parser.init();
-    const language = await Language.load(
-      require.resolve('tree-sitter-python/tree-sitter-python.wasm'),
-    );
-    const query = new Query(language, await fs.readFile(queryFile(), 'utf8'));
-    return { language, query };
-  })();
-  return languagePromise;
-}
 
 function enclosing(node: Node, type: string): Node | null {
   for (let p = node.parent; p; p = p.parent) if (p.type === type) return p;
@@ -152,7 +124,7 @@ export class PythonSourceLocator {
   }
 
   static async create(config: SourceConfig): Promise<PythonSourceLocator> {
-    const { language, query } = await loadPython();
+    const { language, query } = await loadGrammar('python');
     return new PythonSourceLocator(config, language, query);
   }
 
