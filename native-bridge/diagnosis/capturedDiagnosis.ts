@@ -2,9 +2,9 @@ import * as path from 'node:path';
 import { errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
-import { alignPair, planMapping, type PlannedPair } from '../mapping/mapRecords';
+import { alignPair, alignReferenceSide, planMapping } from '../mapping/mapRecords';
 import { PRESETS } from '../mapping/presets';
-import { combine, permute, sliceAxis, tokenAxis, type AlignedTensor } from '../mapping/transforms';
+import type { AlignedTensor } from '../mapping/transforms';
 import type { CaptureInfo, CapturedRecord } from '../runners/capturedRecord';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { coarserDType, comparisonDType, MAX_FINITE } from '../tensors/dtypes';
@@ -55,23 +55,6 @@ function runInfo(run: CapturedRunConfig, captured: CapturedRun): OnnxRunInfo {
 function referenceTokens(config: CapturedDiagnosisConfig): number | undefined {
   const windows = config.mapping.targetCallTokens;
   return windows ? Math.max(...windows.map(([, end]) => end)) : undefined;
-}
-
-/** The reference side of a pair (one run's records) combined, permuted and cut to its tokens. */
-function referenceSide(
-  pair: PlannedPair,
-  records: readonly AlignedTensor[],
-  tokens: number | undefined,
-): AlignedTensor {
-  let tensor = combine(records, pair.referenceCombine ?? 'concat');
-  if (pair.referencePermute) tensor = permute(tensor, pair.referencePermute);
-  if (pair.tokens && tokens !== undefined) {
-    const axis = tokenAxis(tensor.shape, tokens);
-    const [start, end] = pair.tokens;
-    if (axis !== undefined && !(start === 0 && end === tokens))
-      tensor = sliceAxis(tensor, axis, start, end);
-  }
-  return tensor;
 }
 
 /**
@@ -187,9 +170,12 @@ export async function runCapturedDiagnosis(
     const lows = pair.reference.map((name) => lowByName.get(name));
     if (lows.every((r) => r !== undefined)) {
       try {
-        const low = referenceSide(pair, lows.map(tensor), tokens);
-        const full = referenceSide(pair, references.map(tensor), tokens);
-        if (low.data.length === full.data.length) gap = comparePair(low.data, full.data);
+        // The low-precision reference goes through the same steps; the full one is aligned above
+        // (a reshape keeps its values in order).
+        const low = alignReferenceSide(pair, lows.map(tensor), tokens, []);
+        if (low.data.length === aligned.reference.data.length) {
+          gap = comparePair(low.data, aligned.reference.data);
+        }
       } catch {
         gap = undefined;
       }

@@ -255,19 +255,15 @@ function pairKey(record: RecordMeta): string {
 }
 
 /**
- * Brings a planned pair's values to one layout, recording each step: combine, permute, token
- * window, reshape. Throws with the reason when the shapes cannot be reconciled.
+ * The reference side of a pair (from one reference run) combined, permuted and cut to the target
+ * call's tokens, each step recorded in `transforms`. Throws when the tokens have no axis.
  */
-export function alignPair(
+export function alignReferenceSide(
   pair: PlannedPair,
-  targets: readonly AlignedTensor[],
   references: readonly AlignedTensor[],
   referenceTokens: number | undefined,
-): { target: AlignedTensor; reference: AlignedTensor; transforms: string[] } {
-  const transforms: string[] = [];
-  const target = combine(targets, pair.targetCombine ?? 'concat');
-  if (targets.length > 1)
-    transforms.push(`target: ${pair.targetCombine ?? 'concat'} of ${pair.target.join(', ')}`);
+  transforms: string[],
+): AlignedTensor {
   let reference = combine(references, pair.referenceCombine ?? 'concat');
   if (references.length > 1) {
     transforms.push(
@@ -291,6 +287,24 @@ export function alignPair(
       transforms.push(`reference: tokens ${start}:${end} (target call ${pair.call})`);
     }
   }
+  return reference;
+}
+
+/**
+ * Brings a planned pair's values to one layout, recording each step: combine, permute, token
+ * window, reshape. Throws with the reason when the shapes cannot be reconciled.
+ */
+export function alignPair(
+  pair: PlannedPair,
+  targets: readonly AlignedTensor[],
+  references: readonly AlignedTensor[],
+  referenceTokens: number | undefined,
+): { target: AlignedTensor; reference: AlignedTensor; transforms: string[] } {
+  const transforms: string[] = [];
+  const target = combine(targets, pair.targetCombine ?? 'concat');
+  if (targets.length > 1)
+    transforms.push(`target: ${pair.targetCombine ?? 'concat'} of ${pair.target.join(', ')}`);
+  let reference = alignReferenceSide(pair, references, referenceTokens, transforms);
   const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
   if (!same(target.shape, reference.shape)) {
     const flat = same(squeezed(target.shape), squeezed(reference.shape));
