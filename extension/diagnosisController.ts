@@ -72,6 +72,7 @@ export class DiagnosisController implements vscode.Disposable {
     this.current = { run, cancel };
     void vscode.commands.executeCommand('setContext', 'ekka.running', true);
     const settings = readSettings();
+    const workspaceFolder = vscode.workspace.getWorkspaceFolder(configUri);
     const summary: RunSummary = {
       runId: run.runId,
       title: run.title,
@@ -118,9 +119,7 @@ export class DiagnosisController implements vscode.Disposable {
               configPath,
               // A workspace's ekka.json may read only the workspace's files (the bundled sample
               // lives in the extension's own folder).
-              ...(vscode.workspace.getWorkspaceFolder(configUri)
-                ? { workspaceFolder: vscode.workspace.getWorkspaceFolder(configUri)!.uri.fsPath }
-                : {}),
+              ...(workspaceFolder ? { workspaceFolder: workspaceFolder.uri.fsPath } : {}),
               overrides: {
                 ...(settings.ratioThreshold !== undefined
                   ? { ratioThreshold: settings.ratioThreshold }
