@@ -46,6 +46,14 @@ export interface CompareOptions {
   referenceLimit: number;
 }
 
+/**
+ * A finite reference value clamped to ±limit; ±Inf and NaN pass unchanged, so that an infinity
+ * both runs hold (a `masked_fill(-inf)` mask) agrees instead of reading as a mismatch.
+ */
+function clampFinite(r: number, limit: number): number {
+  return r - r === 0 ? Math.min(limit, Math.max(-limit, r)) : r;
+}
+
 /** Polygraphy's default tolerances, no clamping. */
 export const DEFAULT_COMPARE: CompareOptions = { atol: 1e-5, rtol: 1e-5, referenceLimit: Infinity };
 
@@ -103,7 +111,7 @@ function fastPass(
     let blockMax = 0;
     for (let i = start; i < end; i++) {
       const t = target[i]!;
-      const r = Math.min(limit, Math.max(-limit, reference[i]!));
+      const r = clampFinite(reference[i]!, limit);
       const d = t - r;
       diffSq += d * d;
       refSq += r * r;
@@ -121,7 +129,7 @@ function fastPass(
   if (!Number.isFinite(diffSq + refSq + targetSq + dot + maxAbs)) return undefined;
   let maxIndex = n > 0 ? maxBlock : -1;
   for (let i = maxBlock; i < Math.min(n, maxBlock + BLOCK); i++) {
-    if (Math.abs(target[i]! - Math.min(limit, Math.max(-limit, reference[i]!))) === maxAbs) {
+    if (Math.abs(target[i]! - clampFinite(reference[i]!, limit)) === maxAbs) {
       maxIndex = i;
       break;
     }
@@ -152,13 +160,15 @@ function carefulPass(
   const nonFinite: NonFiniteTally = { tNan: 0, tInf: 0, rNan: 0, rInf: 0, mismatches: 0 };
   for (let i = 0; i < target.length; i++) {
     const t = target[i]!;
-    let r = reference[i]!;
-    if (r > limit) r = limit;
-    else if (r < -limit) r = -limit;
+    const r = clampFinite(reference[i]!, limit);
     const d = t - r;
     // The difference of two finite values is finite in float64.
     if (d - d !== 0) {
       countNonFinite(t, r, nonFinite);
+      // An overflow to ±Inf where the reference lies beyond the target type's range: saturation.
+      const saturated =
+        Number.isFinite(limit) && Math.abs(t) === Infinity && r === limit * Math.sign(t);
+      if (saturated) nonFinite.mismatches--;
       continue;
     }
     sums.diffSq += d * d;

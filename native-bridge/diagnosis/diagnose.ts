@@ -5,6 +5,7 @@ import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '
 import { describeCause, EkkaError } from '../errors';
 import { findRewiring } from '../localize/rewiring';
 import type { ActivationRecord } from '../runners/activationRecord';
+import type { ProducedValue } from '../onnx/graphStructure';
 import { readInputFile } from '../runners/inputFile';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { relativeKernelLocation, type KernelLocation } from '../source/cppLocator';
@@ -101,6 +102,17 @@ interface ComparedOp {
   node: string;
   op: string;
   ratio: number;
+}
+
+/**
+ * A warning when most of a graph's ops belong to no module: the exporter kept no scopes the
+ * engine reads, so the series collapses onto the root and a suspect cannot name a module.
+ */
+export function unscopedShare(values: readonly ProducedValue[]): string | undefined {
+  if (values.length < 20) return undefined;
+  const unscoped = values.filter((v) => v.node.module === '').length;
+  if (unscoped / values.length < 0.5) return undefined;
+  return `${unscoped} of ${values.length} values belong to no module: the model's node names and metadata carry no module scopes the engine reads (TorchScript-style '/model/layers.0/...' names, or the dynamo exporter's pkg.torch.onnx.name_scopes), so modules cannot be told apart and suspects name the root`;
 }
 
 /** Suspects whose segments are run again to name the op inside them. */
@@ -380,6 +392,8 @@ export async function runDiagnosis(
       );
     }
     warnings.push(...seriesWarnings(series));
+    const unscoped = unscopedShare(schedule.captures.get('target')?.structure.values ?? []);
+    if (unscoped) warnings.push(unscoped);
     const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
     let suspects: Suspect[] = [];
     if (detection.index !== null) {

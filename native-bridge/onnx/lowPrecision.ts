@@ -165,6 +165,9 @@ export function convertToLowPrecision(
     );
   }
   graph.node = nodes;
+  // Declared intermediate types (the dynamo exporter writes them) would still say float32:
+  // onnxruntime infers the new ones.
+  graph.valueInfo = [];
   return model;
 }
 

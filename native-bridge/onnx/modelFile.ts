@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { EkkaError, describeCause } from '../errors';
+import { applyExporterScopes, readNodeMetadata, type ScopeRewrite } from './nodeScopes';
 
 /** A decoded ONNX model and where it came from. */
 export interface OnnxModelFile {
@@ -11,6 +12,8 @@ export interface OnnxModelFile {
   model: onnx.ModelProto;
   /** Files holding initializers stored outside the model (`data_location = EXTERNAL`). */
   externalDataFiles: string[];
+  /** Node names rewritten from the exporter's scope metadata (see onnx/nodeScopes). */
+  scopes: ScopeRewrite;
 }
 
 /**
@@ -44,7 +47,16 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
   if (model.opsetImport.length === 0) {
     throw new EkkaError('model', 'not a valid ONNX model: it declares no opset', file);
   }
-  return { path: file, bytes, model, externalDataFiles: await externalDataFiles(model, file) };
+  // Scopes from node metadata become node names once, here: every later copy decodes these bytes.
+  const scopes = applyExporterScopes(graph, readNodeMetadata(bytes));
+  const encoded = scopes.renamed > 0 ? onnx.ModelProto.encode(model).finish() : bytes;
+  return {
+    path: file,
+    bytes: encoded,
+    model,
+    externalDataFiles: await externalDataFiles(model, file),
+    scopes,
+  };
 }
 
 /** Whether `file` lies inside `folder` (after resolving symbolic links). */

@@ -67,6 +67,36 @@ describe('comparePair', () => {
     assert.equal(mask.referenceNorm, 65504);
   });
 
+  it('clamps only finite values: the same infinity on both sides agrees under any limit', () => {
+    // An additive causal mask: -inf above the diagonal in both runs.
+    const mask = Float32Array.of(0, -Infinity, -Infinity, 0, 0, -Infinity, Infinity);
+    for (const referenceLimit of [Infinity, 65504, 3.39e38]) {
+      const m = comparePair(mask, Float32Array.from(mask), { atol: 0, rtol: 0, referenceLimit });
+      assert.equal(m.nonFiniteMismatches, 0, `limit ${referenceLimit}`);
+      assert.equal(m.toleranceViolations, 0);
+      assert.equal(m.diffNorm, 0);
+      assert.deepEqual(m.reference, { nan: 0, inf: 4 });
+      const ratio = errorRatio(m, undefined, 'float32');
+      assert.equal(ratio.ratio, 0);
+    }
+  });
+
+  it('reads a float16 overflow to -inf of a float32 sentinel beyond its range as saturation', () => {
+    const m = comparePair(Float32Array.of(-Infinity, 1), Float32Array.of(-3.4e38, 1), {
+      atol: 1e-5,
+      rtol: 1e-5,
+      referenceLimit: 65504,
+    });
+    assert.equal(m.nonFiniteMismatches, 0);
+    // Opposite signs are a real mismatch.
+    const flipped = comparePair(Float32Array.of(Infinity, 1), Float32Array.of(-3.4e38, 1), {
+      atol: 1e-5,
+      rtol: 1e-5,
+      referenceLimit: 65504,
+    });
+    assert.equal(flipped.nonFiniteMismatches, 1);
+  });
+
   it('agrees with a naive float64 loop on large random tensors, with and without a NaN', () => {
     const random = seededRandom(42);
     const n = 20_000; // several blocks of the fast pass
