@@ -198,6 +198,8 @@ export async function runDiagnosis(
   /** Reference module outputs of the segments run again for the suspects. */
   const rerunReference = new Map<string, ReferenceValue>();
   const targetBoundaryData = new Map<string, { name: string; data: FloatArray }>();
+  /** Target module outputs with no reference twin, by value name: who produced them. */
+  const unpairedProducer = new Map<string, { module: string; key: string }>();
   /** Compares a target value with its reference: metrics and robust error ratio. */
   const measure = (record: ActivationRecord, ref: ReferenceValue, key: string) => {
     const exact = !isFloatDType(record.dtype);
@@ -234,6 +236,7 @@ export async function runDiagnosis(
           name: record.name,
           data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
         });
+        unpairedProducer.set(record.name, { module: record.module, key });
         unmatched.push({
           side: 'target',
           key,
@@ -285,6 +288,9 @@ export async function runDiagnosis(
     );
     let inputRatio = 1;
     let inputIndex: number | undefined;
+    const unpairedInput = (record.moduleInputs ?? [])
+      .map((name) => unpairedProducer.get(name))
+      .find((producer) => producer !== undefined);
     for (const input of record.moduleInputs ?? []) {
       const index = seriesIndexByValue.get(input);
       if (index !== undefined && series[index]!.ratio > inputRatio) {
@@ -313,6 +319,7 @@ export async function runDiagnosis(
       inputRatio,
       ...(inputIndex === undefined ? {} : { inputIndex }),
       ...(rewired ? { rewired } : {}),
+      ...(unpairedInput ? { unpairedInput } : {}),
       target: metrics.target,
       reference: metrics.reference,
       nonFiniteMismatches: metrics.nonFiniteMismatches,
@@ -396,7 +403,7 @@ export async function runDiagnosis(
     if (unscoped) warnings.push(unscoped);
     const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
     let suspects: Suspect[] = [];
-    if (detection.index !== null) {
+    if (ranked.length > 0) {
       await compareOpsOfSegments(
         ranked.slice(0, OP_DETAIL_SUSPECTS).map((r) => series[r.index]!.segment),
       );
@@ -425,6 +432,7 @@ export async function runDiagnosis(
           node: firstDivergentOp?.node ?? point.node,
           ratio: suspect.ratio,
           ownJump: suspect.ownJump,
+          kind: suspect.kind,
           ...(rank === 0 && topOwnRatio !== undefined ? { ownRatio: topOwnRatio } : {}),
           confidence: suspect.confidence,
           index: suspect.index,

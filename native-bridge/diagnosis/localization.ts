@@ -1,9 +1,13 @@
 import { detectChangePoint, type ChangePointResult } from '../localize/changePoint';
-import { rankSuspects, type RankedSuspect } from '../localize/suspects';
+import { originOf, rankSuspects, type RankedSuspect } from '../localize/suspects';
 import type { Thresholds } from './config';
 import type { DiagnosisResult, SeriesPoint } from './result';
 
-/** The change point of a compared series and the suspects ranked around it, as the result states them. */
+/**
+ * The change point of a compared series (the chart's summary) and the suspects: every local
+ * divergence along the data path, persistent or not, then the amplifiers (localize/suspects). The
+ * module where the change point's error entered is always among them.
+ */
 export function localizeSeries(
   series: readonly SeriesPoint[],
   thresholds: Thresholds,
@@ -21,18 +25,29 @@ export function localizeSeries(
       minSigma: 0.1,
     },
   );
-  if (detection.index === null) return { detection, ranked: [], changePoint: null };
-  const ranked = rankSuspects(series, detection.index, {
-    threshold: thresholds.ratio,
-    maxSuspects: thresholds.maxSuspects,
-    lookback: thresholds.lookback,
-  });
-  const at = series[detection.index]!;
-  return {
-    detection,
-    ranked,
-    changePoint: { index: detection.index, module: at.module, ratio: at.ratio },
-  };
+  const options = { threshold: thresholds.ratio, maxSuspects: thresholds.maxSuspects };
+  const ranked = rankSuspects(series, { ...options, maxSuspects: Infinity });
+  if (detection.index !== null) {
+    const origin = series[originOf(series, detection.index, thresholds.ratio)]!;
+    const module = origin.rewired?.module ?? origin.module;
+    if (!ranked.some((s) => s.module === module)) {
+      ranked.push({
+        module,
+        index: origin.index,
+        ratio: origin.ratio,
+        ownJump: Math.log(Math.max(origin.ratio, 1) / Math.max(origin.inputRatio, 1)),
+        kind: 'amplifier',
+        confidence: 0,
+      });
+    }
+  }
+  // The change point's module survives the cut to maxSuspects.
+  const keep = ranked.slice(0, options.maxSuspects);
+  const at = detection.index === null ? undefined : series[detection.index]!;
+  const changePoint = at ? { index: at.index, module: at.module, ratio: at.ratio } : null;
+  const last = ranked[ranked.length - 1];
+  if (last && last.confidence === 0 && !keep.includes(last)) keep[keep.length - 1] = last;
+  return { detection, ranked: keep, changePoint };
 }
 
 /** The thresholds a result reports. */

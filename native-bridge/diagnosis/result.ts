@@ -35,6 +35,8 @@ export interface SeriesPoint {
   source?: { file: string; line: number };
   /** Set when this module reads a different value than in the reference (see localize/rewiring). */
   rewired?: Rewiring;
+  /** Set when a value this module reads has no counterpart in the reference: who produced it. */
+  unpairedInput?: { module: string; key: string };
   target: NonFiniteCounts;
   reference: NonFiniteCounts;
   nonFiniteMismatches: number;
@@ -60,6 +62,11 @@ export interface Suspect {
   ratio: number;
   /** ln(ratio / input ratio): the error this module adds on top of what it receives. */
   ownJump: number;
+  /**
+   * `local`: its inputs are within noise and its output is not, so the error starts here;
+   * `amplifier`: its inputs diverge already and it multiplies their error by the threshold again.
+   */
+  kind?: 'local' | 'amplifier';
   /**
    * Top suspect only, partitioned runs: its ratio when the target's segment runs on the
    * reference's inputs. At or above the threshold, the error starts in this segment; below, it was

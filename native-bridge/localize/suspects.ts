@@ -1,28 +1,41 @@
 /**
- * Ranks the modules that may be responsible for a divergence.
+ * The modules that may be responsible for a divergence, judged along the data path.
  *
- * A correct module passes the error of its inputs through; a buggy one adds its own. The score of a
- * series point is its *own jump*: ln(max(ratio, 1)) − ln(max(input ratio, 1)), where the input ratio
- * is the largest ratio among the values that enter its module from other modules. Candidates are
- * the points from a few places before the change point onwards whose ratio reaches the threshold,
- * plus the points their error was inherited from: following each candidate's most divergent input
- * backwards reaches a value that diverged earlier but was consumed only later (an attention mask
- * built once and used by every layer), which the change point alone would pass over as a spike.
- * A module keeps its best point. Confidence is a module's share of the summed jump factors
- * e^score over all candidates, so one dominant jump reads close to 1 and a tie splits it.
+ * A correct module passes the error of its inputs through; a buggy one adds its own. Each series
+ * point carries the largest ratio among the values it reads (`inputRatio`: graph edges for ONNX,
+ * the module's real inputs for captures). A point is a **local divergence** when its ratio reaches
+ * the threshold while everything it reads is within noise: the error starts there, whatever the
+ * residual stream does with it one module later (a branch bug at 3 × noise diluted by the
+ * residual add is still a bug). A point whose inputs already diverge but which multiplies their
+ * error by the threshold or more again is an **amplifier**: a second bug, or a module that
+ * magnifies what it receives.
+ *
+ * Ranking: local divergences first, in data order (the first one is where the output started to go
+ * wrong; a later one may be a consequence the graph does not show, or a second bug), then
+ * amplifiers by own jump. A module keeps its best point. A point whose inputs are rewired (the
+ * target reads another value than the reference) or unpaired (the value it reads has no
+ * counterpart: an op missing in the target) is blamed on the module that holds that wiring.
+ *
+ * Confidence is a per-suspect score, not a share: it grows with the margin of the own jump over
+ * the threshold (in log units), and is halved for amplifiers. How well it is calibrated is
+ * measured by the benchmark (docs/benchmark.md, reliability diagram).
  */
 
 export interface SeriesPointForRanking {
   index: number;
   module: string;
   ratio: number;
-  /** Largest ratio among the module's inputs compared before this point (1 when none). */
+  /** Largest ratio among the values the module reads (1 when none is compared). */
   inputRatio: number;
   /** Series index of the input with that ratio, when it is in the series. */
   inputIndex?: number;
   /** When the module reads a different value than in the reference: where that wiring lives. */
   rewired?: { module: string };
+  /** When a value the module reads has no counterpart in the other run: who produced it. */
+  unpairedInput?: { module: string };
 }
+
+export type SuspectKind = 'local' | 'amplifier';
 
 export interface RankedSuspect {
   module: string;
@@ -30,60 +43,94 @@ export interface RankedSuspect {
   index: number;
   ratio: number;
   ownJump: number;
+  kind: SuspectKind;
   confidence: number;
 }
 
 export interface RankingOptions {
   threshold: number;
   maxSuspects: number;
-  /** Points before the change point still considered (alignment can misplace it by a few). */
-  lookback: number;
 }
 
-export const DEFAULT_RANKING: RankingOptions = { threshold: 2, maxSuspects: 5, lookback: 3 };
+export const DEFAULT_RANKING: RankingOptions = { threshold: 2, maxSuspects: 5 };
 
 export function ownJump(ratio: number, inputRatio: number): number {
   return Math.log(Math.max(ratio, 1)) - Math.log(Math.max(inputRatio, 1));
 }
 
+/** How a point reads: local divergence, amplifier, or neither. */
+export function classifyPoint(
+  point: SeriesPointForRanking,
+  threshold: number,
+): SuspectKind | undefined {
+  if (!(point.ratio >= threshold)) return undefined;
+  if (point.inputRatio < threshold) return 'local';
+  return ownJump(point.ratio, point.inputRatio) >= Math.log(threshold) ? 'amplifier' : undefined;
+}
+
+/** Margin over the threshold, in log units, mapped to (0, 1): ×threshold² reads 0.63, ×threshold³ 0.86. */
+export function suspectConfidence(jump: number, kind: SuspectKind, threshold: number): number {
+  const margin = Math.max(0, jump - Math.log(threshold)) / Math.log(threshold);
+  const score = 1 - Math.exp(-margin);
+  return kind === 'local' ? score : score / 2;
+}
+
 export function rankSuspects(
   points: readonly SeriesPointForRanking[],
-  changePoint: number,
   options: RankingOptions = DEFAULT_RANKING,
 ): RankedSuspect[] {
-  const candidates = new Set<number>();
-  for (const point of points) {
-    if (point.index < changePoint - options.lookback) continue;
-    // Follow inherited error back to where it entered; the visited set bounds the walk.
-    for (let at: SeriesPointForRanking | undefined = point; at && !candidates.has(at.index); ) {
-      if (at.ratio < options.threshold) break;
-      candidates.add(at.index);
-      at =
-        at.inputIndex === undefined || at.inputRatio < options.threshold
-          ? undefined
-          : points[at.inputIndex];
-    }
-  }
   const byModule = new Map<string, RankedSuspect>();
+  const order: string[] = [];
   for (const point of points) {
-    if (!candidates.has(point.index)) continue;
+    const kind = classifyPoint(point, options.threshold);
+    if (!kind) continue;
     const jump = ownJump(point.ratio, point.inputRatio);
-    // A rewired module computes correctly on the wrong input: its jump belongs to the wiring.
-    const module = point.rewired?.module ?? point.module;
+    // A module that computes correctly on a wrongly wired input: the jump belongs to the wiring.
+    const module = point.unpairedInput?.module ?? point.rewired?.module ?? point.module;
     const known = byModule.get(module);
-    if (known && known.ownJump >= jump) continue;
-    byModule.set(module, {
+    const suspect: RankedSuspect = {
       module,
       index: point.index,
       ratio: point.ratio,
       ownJump: jump,
-      confidence: 0,
-    });
+      kind,
+      confidence: suspectConfidence(jump, kind, options.threshold),
+    };
+    if (!known) {
+      order.push(module);
+      byModule.set(module, suspect);
+    } else if (
+      (kind === 'local' && known.kind !== 'local') ||
+      (kind === known.kind && jump > known.ownJump)
+    ) {
+      // The first point of the module keeps its place in data order; its best evidence counts.
+      byModule.set(module, { ...suspect, index: kind === known.kind ? known.index : point.index });
+    }
   }
-  const ranked = [...byModule.values()].sort((a, b) => b.ownJump - a.ownJump || a.index - b.index);
-  const top = ranked[0]?.ownJump ?? 0;
-  // Shift by the top score before exponentiating: jumps of e^25 and more stay finite.
-  const total = ranked.reduce((sum, s) => sum + Math.exp(s.ownJump - top), 0);
-  for (const suspect of ranked) suspect.confidence = Math.exp(suspect.ownJump - top) / total;
-  return ranked.slice(0, options.maxSuspects);
+  const suspects = order.map((module) => byModule.get(module)!);
+  const locals = suspects.filter((s) => s.kind === 'local').sort((a, b) => a.index - b.index);
+  const amplifiers = suspects
+    .filter((s) => s.kind === 'amplifier')
+    .sort((a, b) => b.ownJump - a.ownJump || a.index - b.index);
+  return [...locals, ...amplifiers].slice(0, options.maxSuspects);
+}
+
+/**
+ * Where the change point's error entered: its inputs followed back while they stay above the
+ * threshold. The change point is the chart's summary; this is the suspect it names.
+ */
+export function originOf(
+  points: readonly SeriesPointForRanking[],
+  index: number,
+  threshold: number,
+): number {
+  const seen = new Set<number>();
+  let at = index;
+  while (!seen.has(at)) {
+    seen.add(at);
+    const next = points[at]!.inputIndex;
+    if (next === undefined || points[at]!.inputRatio < threshold || !points[next]) break;
+    at = next;
+  }
+  return at;
 }

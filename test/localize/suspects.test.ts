@@ -1,7 +1,10 @@
 import * as assert from 'node:assert/strict';
 import {
+  classifyPoint,
+  originOf,
   ownJump,
   rankSuspects,
+  suspectConfidence,
   type SeriesPointForRanking,
 } from '../../native-bridge/localize/suspects';
 import { assertClose } from '../support/numbers';
@@ -20,50 +23,136 @@ const point = (
   ...(inputIndex === undefined ? {} : { inputIndex }),
 });
 
-describe('rankSuspects', () => {
-  it('ranks the module that adds the error above those that inherit it', () => {
+const modules = (points: SeriesPointForRanking[]) => rankSuspects(points).map((s) => s.module);
+
+describe('rankSuspects (along the data path)', () => {
+  it('ranks the module that adds the error above those that inherit it, and only those', () => {
     const points = [
       point(0, 'a', 0.5),
       point(1, 'b', 800),
       point(2, 'c', 900, 800, 1),
       point(3, 'd', 1200, 900, 2),
     ];
-    const ranked = rankSuspects(points, 1);
+    const ranked = rankSuspects(points);
     assert.deepEqual(
       ranked.map((s) => s.module),
-      ['b', 'd', 'c'],
+      ['b'],
     );
+    assert.equal(ranked[0]!.kind, 'local');
     assertClose(ranked[0]!.ownJump, Math.log(800));
     assert.ok(ranked[0]!.confidence > 0.99);
-    assertClose(
-      ranked.reduce((sum, s) => sum + s.confidence, 0),
-      1,
+  });
+
+  it('an RMSNorm whose output jumps to 20 × noise ranks above the MLP that amplifies it', () => {
+    const points = [
+      point(0, 'model.layers.1.post_attention_layernorm', 20, 1.1),
+      point(1, 'model.layers.1.mlp.gate_proj', 300, 20, 0),
+      point(2, 'model.layers.1.mlp.up_proj', 30, 20, 0),
+      point(3, 'model.layers.1.mlp', 500, 300, 1),
+    ];
+    const ranked = rankSuspects(points);
+    assert.equal(ranked[0]!.module, 'model.layers.1.post_attention_layernorm');
+    // The projection that multiplies its input's error by 15 stays a suspect, behind.
+    assert.deepEqual(
+      ranked.map((s) => [s.module, s.kind]),
+      [
+        ['model.layers.1.post_attention_layernorm', 'local'],
+        ['model.layers.1.mlp.gate_proj', 'amplifier'],
+      ],
     );
   });
 
-  it('traces inherited error back past the change point to where it entered', () => {
-    // A mask diverges at #1, is consumed only from #6 on; #2–#5 are clean.
+  it('a decoder layer whose child diverges is not blamed for its child', () => {
+    // input_layernorm diverges; the layer's own residual add reads the attention output.
     const points = [
-      point(0, 'embed', 0.1),
-      point(1, 'mask', 5e4),
-      ...[2, 3, 4, 5].map((i) => point(i, `clean${i}`, 0.3)),
-      point(6, 'attn', 7e4, 5e4, 1),
-      point(7, 'mlp', 8e4, 7e4, 6),
+      point(0, 'model.layers.2.input_layernorm', 50, 1),
+      point(1, 'model.layers.2.self_attn', 60, 50, 0),
+      point(2, 'model.layers.2', 8, 60, 1),
+      point(3, 'model.layers.3', 9, 8, 2),
     ];
-    const ranked = rankSuspects(points, 6, { threshold: 2, maxSuspects: 5, lookback: 0 });
-    assert.equal(ranked[0]!.module, 'mask');
+    assert.deepEqual(modules(points), ['model.layers.2.input_layernorm']);
   });
 
-  it('splits confidence between equal jumps and keeps at most maxSuspects', () => {
+  it('reports a branch divergence at 3 × noise that the residual stream dilutes one step later', () => {
+    const points = [
+      point(0, 'model.layers.0.mlp.up_proj', 1.0),
+      point(1, 'model.layers.0.mlp.down_proj', 3.2, 1.0, 0),
+      point(2, 'model.layers.0', 1.2, 3.2, 1),
+      point(3, 'model.layers.1', 1.1, 1.2, 2),
+    ];
+    assert.deepEqual(modules(points), ['model.layers.0.mlp.down_proj']);
+  });
+
+  it('a clean sibling branch between two points of one path does not hide the first', () => {
+    const points = [
+      point(0, 'mlp.gate_proj', 1),
+      point(1, 'mlp.act_fn', 6, 1, 0),
+      point(2, 'mlp.up_proj', 1), // clean, reads the norm
+      point(3, 'mlp', 7, 6, 1),
+    ];
+    assert.deepEqual(modules(points), ['mlp.act_fn']);
+  });
+
+  it('with two bugs, the first in data order ranks first even when the second is larger', () => {
+    const points = [
+      point(0, 'model.layers.0.mlp.down_proj', 6, 1),
+      point(1, 'model.layers.0', 4, 6, 0),
+      point(2, 'model.layers.2.self_attn', 900, 4, 1),
+      point(3, 'model.layers.2', 700, 900, 2),
+    ];
+    assert.deepEqual(modules(points), ['model.layers.0.mlp.down_proj', 'model.layers.2.self_attn']);
+  });
+
+  it('blames the producer of a value without counterpart (a missing residual add)', () => {
+    const points: SeriesPointForRanking[] = [
+      point(0, 'model.layers.0', 1),
+      {
+        ...point(1, 'model.layers.2.input_layernorm', 400, 1),
+        unpairedInput: { module: 'model.layers.1' },
+      },
+      point(2, 'model.layers.2.self_attn', 500, 400, 1),
+    ];
+    assert.deepEqual(modules(points), ['model.layers.1']);
+  });
+
+  it('names no one on a series within noise', () => {
+    const points = Array.from({ length: 40 }, (_, i) => point(i, `m${i}`, 0.8 + (i % 5) * 0.2, 1));
+    assert.deepEqual(modules(points), []);
+  });
+
+  it('keeps at most maxSuspects, first in data order', () => {
     const points = Array.from({ length: 8 }, (_, i) => point(i, `m${i}`, 100));
-    const ranked = rankSuspects(points, 0, { threshold: 2, maxSuspects: 3, lookback: 0 });
-    assert.equal(ranked.length, 3);
-    for (const s of ranked) assertClose(s.confidence, 1 / 8);
+    const ranked = rankSuspects(points, { threshold: 2, maxSuspects: 3 });
+    assert.deepEqual(
+      ranked.map((s) => s.module),
+      ['m0', 'm1', 'm2'],
+    );
   });
 
   it('scores own jump on a log scale, ignoring ratios below 1', () => {
     assertClose(ownJump(100, 10), Math.log(10));
     assert.equal(ownJump(0.5, 0.2), 0);
     assert.ok(ownJump(3, 30) < 0);
+  });
+
+  it('classifies points and grows confidence with the margin over the threshold', () => {
+    assert.equal(classifyPoint(point(0, 'a', 1.9), 2), undefined);
+    assert.equal(classifyPoint(point(0, 'a', 2.5, 1.5), 2), 'local');
+    assert.equal(classifyPoint(point(0, 'a', 50, 10), 2), 'amplifier');
+    assert.equal(classifyPoint(point(0, 'a', 15, 10), 2), undefined);
+    assert.equal(suspectConfidence(Math.log(2), 'local', 2), 0);
+    assertClose(suspectConfidence(Math.log(4), 'local', 2), 1 - Math.exp(-1));
+    assertClose(suspectConfidence(Math.log(4), 'amplifier', 2), (1 - Math.exp(-1)) / 2);
+  });
+
+  it('traces the change point back to where its error entered', () => {
+    const points = [
+      point(0, 'mask', 5e4),
+      point(1, 'clean', 0.3),
+      point(2, 'attn', 7e4, 5e4, 0),
+      point(3, 'mlp', 8e4, 7e4, 2),
+    ];
+    assert.equal(originOf(points, 3, 2), 0);
+    assert.equal(originOf(points, 1, 2), 1);
   });
 });
