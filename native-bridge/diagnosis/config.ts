@@ -39,13 +39,21 @@ export interface DiagnosisConfig {
   target: RunConfig;
   reference: RunConfig;
   referenceLowPrecision?: RunConfig;
+  /** True when the low-precision reference was not written but derived from the reference. */
+  derivedLowPrecision?: boolean;
   input: string;
   source?: SourceConfig;
   thresholds: Thresholds;
 }
 
 // strictRequired off: the run's kind-dependent `required` lists sit in if/then branches.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictRequired: false });
+const ajv = new Ajv({
+  allErrors: true,
+  useDefaults: true,
+  strict: true,
+  strictRequired: false,
+  allowUnionTypes: true,
+});
 const validateSchema = ajv.compile(schema);
 
 /** Property names the schema allows at a JSON pointer, for "did you mean" hints. */
@@ -88,7 +96,7 @@ interface RawConfig {
   name?: string;
   target: RunConfig;
   reference: RunConfig;
-  referenceLowPrecision?: RunConfig;
+  referenceLowPrecision?: RunConfig | false;
   input?: string;
   source?: { entry?: string; searchPaths?: string[] };
   capture?: CaptureMode;
@@ -159,6 +167,18 @@ export async function resolveConfig(
       config.referenceLowPrecision,
       'referenceLowPrecision',
     );
+  } else if (config.referenceLowPrecision === undefined) {
+    // Measured noise is the default: the reference again at the target's precision, when the
+    // target runs below float32 and the reference does not.
+    const precision = resolved.target.precision;
+    if (
+      precision &&
+      precision !== 'float32' &&
+      (resolved.reference.precision ?? 'float32') === 'float32'
+    ) {
+      resolved.referenceLowPrecision = { ...resolved.reference, precision };
+      resolved.derivedLowPrecision = true;
+    }
   }
   if (config.source) {
     const source: SourceConfig = { searchPaths: [] };

@@ -399,6 +399,11 @@ export async function runDiagnosis(
       );
     }
     warnings.push(...seriesWarnings(series));
+    if (config.derivedLowPrecision && config.referenceLowPrecision) {
+      warnings.push(
+        `no referenceLowPrecision given: the reference also ran at ${config.referenceLowPrecision.precision} to measure the noise ("referenceLowPrecision": false divides by the analytic floor instead)`,
+      );
+    }
     const unscoped = unscopedShare(schedule.captures.get('target')?.structure.values ?? []);
     if (unscoped) warnings.push(unscoped);
     const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
