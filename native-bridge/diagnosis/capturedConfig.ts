@@ -119,7 +119,7 @@ async function resolveRun(
       hfModel: { directory, tokenIds: raw.tokenIds! },
       dtype: raw.dtype ?? 'float32',
       device: raw.device ?? 'auto',
-      ...(raw.python ? { python: raw.python } : {}),
+      ...(raw.python ? { python: interpreterPath(baseDir, raw.python) } : {}),
       ...(raw.timeoutSeconds ? { timeoutMs: raw.timeoutSeconds * 1000 } : {}),
     };
   }
@@ -130,9 +130,14 @@ async function resolveRun(
     factoryFunction,
     dtype: raw.dtype ?? 'float32',
     device: raw.device ?? 'auto',
-    ...(raw.python ? { python: raw.python } : {}),
+    ...(raw.python ? { python: interpreterPath(baseDir, raw.python) } : {}),
     ...(raw.timeoutSeconds ? { timeoutMs: raw.timeoutSeconds * 1000 } : {}),
   };
+}
+
+/** A path with a folder in it is relative to the config; a bare name is looked up on the PATH. */
+function interpreterPath(baseDir: string, python: string): string {
+  return python.includes('/') || python.includes(path.sep) ? path.resolve(baseDir, python) : python;
 }
 
 /** Validates a diagnosis of captured runs and resolves its paths against `baseDir`. */

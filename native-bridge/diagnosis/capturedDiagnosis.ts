@@ -2,7 +2,13 @@ import * as path from 'node:path';
 import { errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
-import { alignPair, alignReferenceSide, planMapping } from '../mapping/mapRecords';
+import {
+  alignPair,
+  alignReferenceSide,
+  checkPremise,
+  planMapping,
+  type PlannedPair,
+} from '../mapping/mapRecords';
 import { PRESETS } from '../mapping/presets';
 import type { AlignedTensor } from '../mapping/transforms';
 import type { CaptureInfo, CapturedRecord } from '../runners/capturedRecord';
@@ -58,23 +64,44 @@ function referenceTokens(config: CapturedDiagnosisConfig): number | undefined {
 }
 
 /**
- * What a module's output error is measured against, as far as a capture without a graph tells:
- * its input (the value compared last before its own children) and the outputs of its children
- * (hooks report children first). A parent whose error is its child's has no jump of its own, so
- * the child is ranked, not every module around it. Returns the series index of the largest.
+ * What a module's value is measured against: the largest ratio among the records it was computed
+ * from (the capture helper lists them: the module's inputs and its children's outputs).
  */
-function inputOf(series: readonly SeriesPoint[], module: string): number | undefined {
+function measuredInputs(
+  targets: readonly CapturedRecord[],
+  series: readonly SeriesPoint[],
+  indexByTarget: ReadonlyMap<string, number>,
+): { inputIndex?: number; inputRatio: number } {
+  let inputIndex: number | undefined;
+  let inputRatio = 1;
+  for (const name of targets.flatMap((t) => t.inputs ?? [])) {
+    const index = indexByTarget.get(name);
+    if (index !== undefined && series[index]!.ratio > inputRatio) {
+      inputRatio = series[index]!.ratio;
+      inputIndex = index;
+    }
+  }
+  return inputIndex === undefined ? { inputRatio } : { inputIndex, inputRatio };
+}
+
+/**
+ * For records that do not list their inputs (another tool's dump): the value compared last
+ * before the module's own children, and those children's outputs (hooks report children first).
+ */
+function guessedInput(
+  series: readonly SeriesPoint[],
+  module: string,
+): { inputIndex?: number; inputRatio: number } {
   let best: number | undefined;
-  const consider = (i: number) => {
-    if (best === undefined || series[i]!.ratio > series[best]!.ratio) best = i;
-  };
   for (let i = series.length - 1; i >= 0; i--) {
     const earlier = series[i]!.module;
     const inside = earlier === module || earlier.startsWith(module ? `${module}.` : '');
-    consider(i);
+    if (best === undefined || series[i]!.ratio > series[best]!.ratio) best = i;
     if (!inside) break;
   }
-  return best;
+  return best === undefined
+    ? { inputRatio: 1 }
+    : { inputIndex: best, inputRatio: Math.max(1, series[best]!.ratio) };
 }
 
 /**
@@ -121,7 +148,11 @@ export async function runCapturedDiagnosis(
     config.mapping.preset === 'none' ? [] : (PRESETS[config.mapping.preset] ?? []);
   const rules = [
     ...config.mapping.rules.map((rule, i) => ({ rule, origin: `rule ${i + 1} (ekka.json)` })),
-    ...presetRules.map((rule) => ({ rule, origin: `preset ${config.mapping.preset}` })),
+    ...presetRules.map((rule) => ({
+      rule,
+      origin: `preset ${config.mapping.preset}`,
+      checked: true,
+    })),
   ];
   const plan = planMapping(target.records, reference.records, {
     rules,
@@ -149,13 +180,27 @@ export async function runCapturedDiagnosis(
   let floorDType: ReturnType<typeof comparisonDType> = 'float32';
   const floorFactor = config.thresholds.noiseFloorFactor;
 
-  for (const pair of plan.pairs) {
+  const seriesIndexByTarget = new Map<string, number>();
+  const tracksInputs = target.records.some((r) => r.inputs !== undefined);
+  const premiseNotes: string[] = [];
+  for (const planned of plan.pairs) {
     throwIfCancelled();
-    const targets = pair.target.map((name) => targetByName.get(name)!);
-    const references = pair.reference.map((name) => referenceByName.get(name)!);
+    const targets = planned.target.map((name) => targetByName.get(name)!);
+    const referencesOf = (p: PlannedPair) => p.reference.map((name) => referenceByName.get(name)!);
+    const { pair, note } = checkPremise(planned, (p) => {
+      try {
+        const fit = alignPair(p, targets.map(tensor), referencesOf(p).map(tensor), tokens);
+        return comparePair(fit.target.data, fit.reference.data).relativeL2Error;
+      } catch {
+        return Infinity;
+      }
+    });
+    if (note && pair.origin === 'same path') premiseNotes.push(pair.key);
+    const references = referencesOf(pair);
     let aligned;
     try {
       aligned = alignPair(pair, targets.map(tensor), references.map(tensor), tokens);
+      if (note) aligned.transforms.unshift(note);
     } catch (cause) {
       unmatched.push({
         side: 'target',
@@ -191,7 +236,10 @@ export async function runCapturedDiagnosis(
     const ratio = errorRatio(metrics, gap, dtype, { floorFactor: gap ? 1 : floorFactor });
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     else floorDType = coarserDType(floorDType, dtype);
-    const inputIndex = inputOf(series, pair.module);
+    const { inputIndex, inputRatio } = tracksInputs
+      ? measuredInputs(targets, series, seriesIndexByTarget)
+      : guessedInput(series, pair.module);
+    for (const name of pair.target) seriesIndexByTarget.set(name, series.length);
     const relative = (file: string) =>
       path.relative(config.baseDir, file).split(path.sep).join('/');
     const point: SeriesPoint = {
@@ -213,7 +261,7 @@ export async function runCapturedDiagnosis(
           ? []
           : unflattenIndex(metrics.maxAbsErrorIndex, aligned.target.shape),
       noiseSource: ratio.noiseSource,
-      inputRatio: inputIndex === undefined ? 1 : Math.max(1, series[inputIndex]!.ratio),
+      inputRatio,
       ...(inputIndex === undefined ? {} : { inputIndex }),
       ...(first.source
         ? { source: { file: relative(first.source.file), line: first.source.line } }
@@ -238,7 +286,7 @@ export async function runCapturedDiagnosis(
   const thresholds = config.thresholds;
   const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
   let suspects: Suspect[] = [];
-  if (detection.index !== null) {
+  if (ranked.length > 0) {
     suspects = ranked.map((suspect, rank) => {
       const point = series[suspect.index]!;
       const record = targetByName.get(point.node.split(' + ')[0]!)!;
@@ -257,6 +305,7 @@ export async function runCapturedDiagnosis(
         node: point.node,
         ratio: suspect.ratio,
         ownJump: suspect.ownJump,
+        kind: suspect.kind,
         confidence: suspect.confidence,
         index: suspect.index,
         source,
@@ -273,6 +322,16 @@ export async function runCapturedDiagnosis(
     );
   }
   warnings.push(...seriesWarnings(series));
+  if (premiseNotes.length > 0) {
+    warnings.push(
+      `preset ${config.mapping.preset}: ${premiseNotes.length} rules not applied where the target matches the reference's same-path module better (${premiseNotes.slice(0, 3).join(', ')}${premiseNotes.length > 3 ? ', …' : ''})`,
+    );
+  }
+  if (!tracksInputs) {
+    warnings.push(
+      "the target's records do not say which values each module read: a module's input is taken as the value compared just before it (Ekka's PyTorch capture records the real inputs)",
+    );
+  }
   if (unmatchedTargets > 0)
     warnings.push(`${unmatchedTargets} target values not compared (see unmatched)`);
   const result: DiagnosisResult = {

@@ -204,6 +204,8 @@ class OpenedDump implements Dump {
       };
       if (record.rank !== undefined) captured.rank = record.rank;
       if (record.source) captured.source = { file: record.source.file, line: record.source.line };
+      if (record.inputs) captured.inputs = record.inputs;
+      if (record.caller !== undefined) captured.caller = record.caller;
       return captured;
     });
   }

@@ -110,6 +110,8 @@ function manifestRecord(record: CapturedRecord, file: string, key: string): Mani
     file,
     key,
     ...(record.source ? { source: { file: record.source.file, line: record.source.line } } : {}),
+    ...(record.inputs ? { inputs: record.inputs.slice() } : {}),
+    ...(record.caller !== undefined ? { caller: record.caller } : {}),
   };
 }
 

@@ -44,6 +44,10 @@ export interface ManifestRecord {
   file: string;
   key: string;
   source?: { file: string; line: number };
+  /** Names of the records the value was computed from (CapturedRecord.inputs). */
+  inputs?: string[];
+  /** For an input record: the module whose code computed it. */
+  caller?: string;
 }
 
 export interface DumpManifest {
@@ -90,6 +94,8 @@ const recordSchema = {
     shape: { type: 'array', maxItems: 64, items: nonNegativeInteger },
     file: { type: 'string', minLength: 1 },
     key: { type: 'string', minLength: 1 },
+    inputs: { type: 'array', maxItems: MAX_RECORDS, items: { type: 'string', minLength: 1 } },
+    caller: { type: 'string' },
     source: {
       type: 'object',
       required: ['file', 'line'],

@@ -7,8 +7,12 @@ import { combine, permute, sliceAxis, squeezed, tokenAxis, type AlignedTensor } 
 export type RecordMeta = Omit<CapturedRecord, 'data'>;
 
 export interface MappingOptions {
-  /** User rules first, then the preset's. */
-  rules: { rule: MappingRule; origin: string }[];
+  /**
+   * User rules first, then the preset's. A rule marked `checked` (a preset's) is a guess about how
+   * the two implementations differ: where a same-path counterpart exists too, the pair carries it
+   * as `alternative`, and the values decide (checkPremise).
+   */
+  rules: { rule: MappingRule; origin: string; checked?: boolean }[];
   /** Target module patterns left out on purpose. */
   ignore?: string[];
   /**
@@ -31,8 +35,10 @@ export interface PlannedPair {
   referencePermute?: number[];
   /** Reference token window for this target call. */
   tokens?: [number, number];
-  /** Which rule paired them: `rule 1 (ekka.json)`, `preset llama`, `same path`. */
+  /** Which rule paired them: `rule 1 (ekka.json)`, `preset llama`, `same path`, `input of …`. */
   origin: string;
+  /** A same-path counterpart of a preset rule's pair: whichever fits the target better is used. */
+  alternative?: { reference: string[] };
 }
 
 export interface UnmatchedCapture {
@@ -98,13 +104,25 @@ export function planMapping(
   const findReference = (ref: PathRef, call: number) =>
     referenceIndex.get(refKey(ref.module, ref.output, referenceCall(call)))?.[0];
 
+  const canonicalCounterpart = (record: RecordMeta) =>
+    referenceByCanonical.get(
+      refKey(canonicalModulePath(record.module), record.output, referenceCall(record.call)),
+    ) ?? [];
+
   const pairs: PlannedPair[] = [];
   const unmatched: UnmatchedCapture[] = [];
   const consumed = new Set<string>();
   const usedReference = new Set<string>();
 
+  // Module inputs (`in.*`) are not outputs of their own: they are paired after the outputs, with
+  // the input of the module's counterpart.
+  const inputs: RecordMeta[] = [];
   for (const record of target) {
     if (consumed.has(record.name)) continue;
+    if (record.output.startsWith('in.')) {
+      inputs.push(record);
+      continue;
+    }
     const ref: PathRef = { module: record.module, output: record.output };
     if (
       options.ignore?.some(
@@ -140,7 +158,7 @@ export function planMapping(
     }
     const tried: string[] = [];
     let planned: PlannedPair | undefined;
-    for (const { rule, origin } of options.rules) {
+    for (const { rule, origin, checked } of options.rules) {
       const [first, ...others] = asList(rule.target);
       const bindings = matchPattern(first!, ref);
       if (!bindings) continue;
@@ -197,15 +215,16 @@ export function planMapping(
         ...(rule.referencePermute ? { referencePermute: rule.referencePermute } : {}),
         origin,
       };
+      const samePath = checked && targets.length === 1 ? canonicalCounterpart(record) : [];
+      if (samePath.length === 1 && !planned.reference.includes(samePath[0]!.name)) {
+        planned.alternative = { reference: [samePath[0]!.name] };
+      }
       for (const t of targets) consumed.add(t.name);
       break;
     }
     if (!planned && tried.includes('no counterpart')) continue;
     if (!planned) {
-      const candidates =
-        referenceByCanonical.get(
-          refKey(canonicalModulePath(record.module), record.output, referenceCall(record.call)),
-        ) ?? [];
+      const candidates = canonicalCounterpart(record);
       if (candidates.length === 1) {
         planned = {
           key: pairKey(record),
@@ -231,9 +250,14 @@ export function planMapping(
     }
     const window = tokensFor(record.call);
     if (window) planned.tokens = window;
-    for (const name of planned.reference) usedReference.add(name);
+    for (const name of [...planned.reference, ...(planned.alternative?.reference ?? [])]) {
+      usedReference.add(name);
+    }
     pairs.push(planned);
   }
+  pairs.push(...planInputs(inputs, pairs, reference, referenceIndex, usedReference));
+  const seqOf = new Map(target.map((r) => [r.name, r.seq] as const));
+  pairs.sort((a, b) => seqOf.get(a.target[0]!)! - seqOf.get(b.target[0]!)!);
   for (const record of reference) {
     // Module inputs are captured only as candidates for rules (an engine module computing what HF
     // passes between modules); an input no rule used is not a missing counterpart.
@@ -247,6 +271,82 @@ export function planMapping(
     }
   }
   return { pairs, unmatched };
+}
+
+/**
+ * Pairs each target module input (`X#c/in.K`) with the same input of the reference module that
+ * X's output is paired with. The point belongs to the module whose code computed the value (the
+ * caller), which is how a divergence in a parent's own ops (a residual add, a mask) is seen.
+ */
+function planInputs(
+  inputs: readonly RecordMeta[],
+  pairs: readonly PlannedPair[],
+  reference: readonly RecordMeta[],
+  referenceIndex: ReadonlyMap<string, RecordMeta[]>,
+  usedReference: Set<string>,
+): PlannedPair[] {
+  const referenceByName = new Map(reference.map((r) => [r.name, r] as const));
+  const counterpart = new Map<string, PlannedPair>();
+  for (const pair of pairs) {
+    const key = `${pair.module}#${pair.call}`;
+    if (!counterpart.has(key) && pair.reference.length === 1) counterpart.set(key, pair);
+  }
+  const planned: PlannedPair[] = [];
+  for (const record of inputs) {
+    const pair = counterpart.get(`${record.module}#${record.call}`);
+    const other = pair && referenceByName.get(pair.reference[0]!);
+    const input = other && referenceIndex.get(refKey(other.module, record.output, other.call))?.[0];
+    if (!pair || !input) continue;
+    usedReference.add(input.name);
+    planned.push({
+      key: pairKey(record),
+      module: record.caller ?? record.module,
+      call: record.call,
+      target: [record.name],
+      reference: [input.name],
+      ...(pair.tokens ? { tokens: pair.tokens } : {}),
+      origin: `input of ${record.module || '(root)'}`,
+    });
+  }
+  return planned;
+}
+
+/**
+ * Settles a preset rule's pair that also has a same-path counterpart: the rule's premise (the two
+ * implementations differ there) holds when the rule's reference fits the target at least as well
+ * as the same-path one. `fit` returns the relative error of a pair (Infinity when it cannot be
+ * aligned).
+ */
+export function checkPremise(
+  pair: PlannedPair,
+  fit: (pair: PlannedPair) => number,
+): { pair: PlannedPair; note?: string } {
+  const alternative = pair.alternative;
+  if (!alternative) return { pair };
+  const samePath: PlannedPair = {
+    key: pair.key,
+    module: pair.module,
+    call: pair.call,
+    target: pair.target,
+    reference: alternative.reference,
+    ...(pair.tokens ? { tokens: pair.tokens } : {}),
+    origin: 'same path',
+  };
+  const viaRule = fit(pair);
+  const direct = fit(samePath);
+  const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toPrecision(3)} %` : 'no fit');
+  if (direct < viaRule) {
+    return {
+      pair: samePath,
+      note: `${pair.origin} not applied: the target fits its same-path counterpart (relative error ${pct(direct)}) better than the rule's (${pct(viaRule)})`,
+    };
+  }
+  const kept = { ...pair };
+  delete kept.alternative;
+  return {
+    pair: kept,
+    note: `${pair.origin} applied: relative error ${pct(viaRule)} against ${pct(direct)} for the same-path counterpart`,
+  };
 }
 
 function pairKey(record: RecordMeta): string {

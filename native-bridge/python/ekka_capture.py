@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 
 PROTOCOL = 1
 DATA_FD = 3
@@ -86,7 +87,8 @@ def parse_args(argv):
     parser.add_argument(
         "--inputs",
         action="store_true",
-        help="also capture each module's positional tensor inputs (outputs named in.0, in.1, ...)",
+        help="capture every tensor input of each module (outputs named in.0, in.<keyword>, ...), "
+        "not only those that are no other module's output",
     )
     parser.add_argument(
         "--max-bytes",
@@ -276,6 +278,9 @@ class DumpSink:
             # The manifest leaves `source` out when it is unknown (null is not a location).
             if header["source"] is not None:
                 record["source"] = header["source"]
+            for field in ("inputs", "caller"):
+                if field in header:
+                    record[field] = header[field]
             self.records.append(record)
         self.pending = []
         self.pending_bytes = 0
@@ -320,6 +325,18 @@ def describe_value(value):
 # The capture
 
 
+class Frame:
+    """A module call in progress: the records it has read (inputs) and its children's outputs."""
+
+    def __init__(self, module_path):
+        self.module_path = module_path
+        self.inputs = []
+        self.children = []
+
+    def reads(self):
+        return list(dict.fromkeys(self.inputs + self.children))
+
+
 class Capture:
     def __init__(self, torch, sink, max_bytes):
         self.torch = torch
@@ -331,6 +348,10 @@ class Capture:
         self.seq = 0
         self.total_bytes = 0
         self.warned = set()
+        # The modules running now, innermost last: what each has read so far (see Frame).
+        self.stack = []
+        # id(tensor) -> (weak reference, record name): which record a tensor a module reads is.
+        self.known = {}
 
     def warn_once(self, key, message):
         if key not in self.warned:
@@ -347,29 +368,87 @@ class Capture:
                 self.sources[cls] = None
         return self.sources[cls]
 
+    def name_of(self, tensor):
+        # The same tensor object, not changed in place since it was recorded (its version counter
+        # moves with every in-place op): then its values are that record's.
+        entry = self.known.get(id(tensor))
+        if entry is None or entry[0]() is not tensor or entry[2] != tensor._version:
+            return None
+        return entry[1]
+
+    def remember(self, tensor, name):
+        try:
+            self.known[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
+        except TypeError:
+            pass
+
     def hook_for(self, module_path):
         def hook(module, inputs, output):
             call = self.calls.get(module_path, 0) + 1
             self.calls[module_path] = call
+            frame = self.pop_frame(module_path)
+            # The module's own code reads its inputs and its children's outputs, nothing else.
+            reads = frame.reads() if frame else None
+            names = []
             for output_path, tensor in walk_outputs(self.torch, output):
-                self.capture(module_path, module, call, output_path, tensor)
+                name = self.capture(module_path, module, call, output_path, tensor, reads)
+                if name:
+                    names.append(name)
+            if self.stack:
+                self.stack[-1].children.extend(names)
 
         return hook
 
-    def pre_hook_for(self, module_path):
+    def pop_frame(self, module_path):
+        for depth in range(len(self.stack) - 1, -1, -1):
+            if self.stack[depth].module_path == module_path:
+                frame = self.stack[depth]
+                del self.stack[depth:]
+                return frame
+        return None
+
+    def pre_hook_for(self, module_path, every_input):
         # Inputs are taken before the module runs, so its own in-place work cannot change them.
-        def pre_hook(module, inputs):
+        # A tensor that is already a record (another module's output) is named, not copied again;
+        # any other floating-point input (a residual sum, a mask built in the caller's own code)
+        # is captured as `in.<path>`, attributed to the caller. With --inputs every tensor input
+        # is captured.
+        def pre_hook(module, args, kwargs=None):
             call = self.calls.get(module_path, 0) + 1
-            for input_path, tensor in walk_outputs(self.torch, inputs):
-                self.capture(module_path, module, call, f"in.{input_path}", tensor)
+            caller = self.stack[-1] if self.stack else None
+            frame = Frame(module_path)
+            values = list(walk_outputs(self.torch, args))
+            if kwargs:
+                values += list(walk_outputs(self.torch, kwargs))
+            for input_path, tensor in values:
+                known = self.name_of(tensor)
+                if known is not None:
+                    frame.inputs.append(known)
+                    if not every_input:
+                        continue
+                elif not (every_input or tensor.is_floating_point()):
+                    continue
+                name = self.capture(
+                    module_path,
+                    module,
+                    call,
+                    f"in.{input_path}",
+                    tensor,
+                    caller.reads() if caller else [],
+                    caller.module_path if caller else "",
+                )
+                if name and known is None:
+                    frame.inputs.append(name)
+            self.stack.append(frame)
 
         return pre_hook
 
-    def capture(self, module_path, module, call, output_path, tensor):
+    def capture(self, module_path, module, call, output_path, tensor, reads=None, caller=None):
+        """Records one tensor; returns its record name, or None when it is skipped."""
         name = f"{module_path}#{call}/{output_path}"
         if tensor.device.type == "meta":
             self.warn_once(("meta", module_path), f"{name} is a meta tensor (no values); skipped")
-            return
+            return None
         if tensor.is_quantized:
             tensor = tensor.dequantize()
         elif tensor.layout != self.torch.strided:
@@ -381,7 +460,7 @@ class Capture:
                 f"{name} has dtype {tensor.dtype}, which Ekka cannot compare; "
                 "outputs of that dtype are skipped",
             )
-            return
+            return None
         # Copied now: the model may overwrite this buffer in place once the hook returns.
         copy = tensor.detach().to("cpu", copy=True).contiguous()
         dtype, safetensors_dtype, size = names
@@ -404,10 +483,16 @@ class Capture:
             "byteLength": byte_length,
             "source": self.source_of(type(module)),
         }
+        if reads is not None:
+            header["inputs"] = reads
+        if caller is not None:
+            header["caller"] = caller
         self.seq += 1
         if isinstance(self.sink, DumpSink):
             header["safetensorsDtype"] = safetensors_dtype
         self.sink.record(header, copy)
+        self.remember(tensor, name)
+        return name
 
 
 def load_factory(spec):
@@ -545,11 +630,14 @@ def run(torch, args, sink):
         module.register_forward_hook(capture.hook_for(path))
         for path, module in model.named_modules()
     ]
-    if args.inputs:
-        handles += [
-            module.register_forward_pre_hook(capture.pre_hook_for(path))
-            for path, module in model.named_modules()
-        ]
+    # Keyword inputs need torch >= 2.0 (with_kwargs); older versions see positional ones only.
+    with_kwargs = "with_kwargs" in inspect.signature(torch.nn.Module.register_forward_pre_hook).parameters
+    handles += [
+        module.register_forward_pre_hook(
+            capture.pre_hook_for(path, args.inputs), **({"with_kwargs": True} if with_kwargs else {})
+        )
+        for path, module in model.named_modules()
+    ]
     try:
         with torch.no_grad():
             for step in steps:

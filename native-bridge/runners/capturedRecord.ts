@@ -28,6 +28,14 @@ export interface CapturedRecord {
   data: Float32Array | Float64Array;
   /** Where the module's class is defined (`inspect`), absolute path and 1-based line. */
   source?: { file: string; line: number };
+  /**
+   * The records this value was computed from, by name: for a module output, the module's inputs
+   * and its children's outputs (all its own code can read); for an input record (`in.*`), what
+   * the calling module had read so far. Absent when the capture did not track data flow.
+   */
+  inputs?: string[];
+  /** For an input record (`in.*`): the module whose code computed the value ('' the root). */
+  caller?: string;
 }
 
 /** What a capture says about itself. */

@@ -82,6 +82,10 @@ export interface RecordHeader {
   shape: number[];
   byteLength: number;
   source: { file: string; line: number } | null;
+  /** Records the module's own code read (see CapturedRecord.inputs). */
+  inputs?: string[];
+  /** For an input record: the module whose code made the value. */
+  caller?: string;
 }
 
 export interface HelloFrame {
@@ -263,7 +267,7 @@ export class CaptureStreamDecoder {
     const module = str('module');
     const output = str('output');
     const dtype = str('dtype');
-    const { seq, call, shape, byteLength, source } = frame;
+    const { seq, call, shape, byteLength, source, inputs, caller } = frame;
     if (seq !== this.nextSeq) {
       this.fail(at, `record ${name} has seq ${JSON.stringify(seq)}, expected ${this.nextSeq}`);
     }
@@ -297,6 +301,15 @@ export class CaptureStreamDecoder {
       }
       location = { file, line };
     }
+    if (
+      inputs !== undefined &&
+      !(Array.isArray(inputs) && inputs.every((input) => typeof input === 'string'))
+    ) {
+      this.fail(at, `record ${name} has inputs ${JSON.stringify(inputs)}`);
+    }
+    if (caller !== undefined && typeof caller !== 'string') {
+      this.fail(at, `record ${name} has caller ${JSON.stringify(caller)}`);
+    }
     this.names.add(name);
     this.nextSeq++;
     return {
@@ -310,6 +323,8 @@ export class CaptureStreamDecoder {
       shape: dims,
       byteLength: expected,
       source: location,
+      ...(inputs !== undefined ? { inputs: inputs as string[] } : {}),
+      ...(caller !== undefined ? { caller } : {}),
     };
   }
 }
@@ -543,6 +558,8 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
                 data: decodePayload(header, frame.payload),
               };
               if (header.source) record.source = header.source;
+              if (header.inputs) record.inputs = header.inputs;
+              if (header.caller !== undefined) record.caller = header.caller;
               records.push(record);
               options.onRecord?.(record);
               break;

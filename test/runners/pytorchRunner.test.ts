@@ -222,16 +222,20 @@ describe('capturePyTorch', function () {
     assert.equal(info.device, 'cpu');
     assert.equal(info.dtype, 'float32');
     assert.equal(info.records, records.length);
-    // Hook completion order: children before their parents, the root ('') last.
+    // Hook completion order: children before their parents, the root ('') last. A module input
+    // that is no record (computed in the caller's own code) comes just before the module.
     assert.deepEqual(
       records.map((r) => r.name),
       [
+        'block#1/in.0',
         'block.twice#1/',
+        'block.split#1/in.0',
         'block.split#1/0',
         'block.split#1/1',
         'block.gate#1/hidden',
         'block.gate#1/width',
         'block.twice#2/',
+        'block.proj#1/in.0',
         'block.proj#1/',
         'block#1/0',
         'block#1/1.0',
@@ -312,8 +316,34 @@ describe('capturePyTorch', function () {
     // Taken before Block's in-place add: Twice's first input is the scaled x, untouched.
     assert.deepEqual([...byName(records, 'block.twice#1/in.0').data], X);
     assert.ok(projIn.seq < byName(records, 'block.proj#1/').seq);
+    // Without the option, only inputs that are no record's values are captured.
     const plain = await capture(`${TREE}:build`);
-    assert.ok(!plain.records.some((r) => r.output.startsWith('in.')));
+    assert.deepEqual(
+      plain.records.filter((r) => r.output.startsWith('in.')).map((r) => r.name),
+      ['block#1/in.0', 'block.split#1/in.0', 'block.proj#1/in.0'],
+    );
+  });
+
+  it('names the records each value was computed from', async () => {
+    const { records } = await capture(`${TREE}:build`);
+    const inputs = (name: string) => byName(records, name).inputs;
+    // A module reading another's output names that record; Gate reads Split's first item.
+    assert.deepEqual(inputs('block.gate#1/hidden'), ['block.split#1/0']);
+    assert.deepEqual(inputs('block.twice#2/'), ['block.gate#1/hidden']);
+    // Twice's output was changed in place before Split read it: Split's input is a record of its
+    // own, computed by Block (the caller) from what Block had read so far.
+    assert.deepEqual(inputs('block.split#1/0'), ['block.split#1/in.0']);
+    const splitIn = byName(records, 'block.split#1/in.0');
+    assert.equal(splitIn.caller, 'block');
+    assert.deepEqual(splitIn.inputs, ['block#1/in.0', 'block.twice#1/']);
+    assert.deepEqual(
+      [...splitIn.data],
+      [...byName(records, 'block.twice#1/').data].map((v) => v + 100),
+    );
+    // A parent reads its inputs and its children's outputs.
+    assert.deepEqual(inputs('norm#1/'), ['block#1/0']);
+    assert.ok(inputs('block#1/0')!.includes('block.proj#1/'));
+    assert.ok(!inputs('block#1/0')!.includes('norm#1/'));
   });
 
   it('loads a HuggingFace model directory only with transformers, and says so without it', async () => {
@@ -375,7 +405,7 @@ describe('capturePyTorch', function () {
       twice.data.every((value, i) => value === 2 * i),
       'every value is twice its index',
     );
-    assert.equal(records.length, 12);
+    assert.equal(records.length, 15);
   });
 
   it('reports the Python exception when the factory raises', async () => {
@@ -463,7 +493,10 @@ describe('capturePyTorch', function () {
 
   it('fails once the capture exceeds maxBytes', async () => {
     const error = await rejection(capture(`${TREE}:build`, { maxBytes: 64 }));
-    assert.match(error.message, /exceed --max-bytes 64 at block\.split#1\/1 \(96 bytes so far\)/);
+    assert.match(
+      error.message,
+      /exceed --max-bytes 64 at block\.split#1\/in\.0 \(96 bytes so far\)/,
+    );
   });
 });
 
@@ -529,8 +562,8 @@ describe('ekka_capture.py --dump', function () {
     assert.equal(manifest.framework, 'pytorch');
     assert.equal(manifest.model, `${TREE}:build`);
     assert.deepEqual(manifest.input.steps[0]!.x, { dtype: 'float32', shape: [2, 4] });
-    assert.equal(manifest.records.length, 12);
-    assert.equal(new Set(manifest.records.map((r) => r.name)).size, 12);
+    assert.equal(manifest.records.length, 15);
+    assert.equal(new Set(manifest.records.map((r) => r.name)).size, 15);
 
     const headers = new Map<string, { entries: Record<string, SafetensorsEntry>; data: number }>();
     for (const file of new Set(manifest.records.map((r) => r.file))) {
