@@ -143,7 +143,9 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
       await writeHtmlReport(result, path.resolve(cwd, values.html), values.html, annotationsFrom);
       process.stdout.write(`Wrote ${path.relative(cwd, path.resolve(cwd, values.html))}\n`);
     }
-    return values['fail-on-divergence'] && result.changePoint ? 1 : 0;
+    return values['fail-on-divergence'] && (result.changePoint || result.suspects.length > 0)
+      ? 1
+      : 0;
   } catch (cause) {
     if (cause instanceof EkkaError) {
       process.stderr.write(`ekka: ${cause.message}\n`);

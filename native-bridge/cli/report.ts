@@ -131,7 +131,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     lines.push(table(rows), '');
   }
 
-  if (!result.changePoint) {
+  if (!result.changePoint && result.suspects.length === 0) {
     const worst = result.series.reduce<DiagnosisResult['series'][number] | undefined>(
       (best, p) => (!best || p.ratio > best.ratio ? p : best),
       undefined,
@@ -148,12 +148,19 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
       );
   } else {
     const cp = result.changePoint;
-    lines.push(
-      `Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`,
-      '',
-    );
     const top = result.suspects[0];
-    if (top && top.index < cp.index) {
+    if (!cp) {
+      lines.push(
+        `Local divergence at #${top!.index}: ${moduleName(top!.module)} (ratio ${fmt(top!.ratio)}); it does not persist downstream, so there is no change point.`,
+        '',
+      );
+    } else {
+      lines.push(
+        `Change point at #${cp.index}: ${moduleName(cp.module)} (ratio ${fmt(cp.ratio)})`,
+        '',
+      );
+    }
+    if (cp && top && top.index < cp.index) {
       lines.push(
         `The top suspect's output (#${top.index}) diverged earlier; the modules reading it carry its error from #${cp.index} on.`,
         '',

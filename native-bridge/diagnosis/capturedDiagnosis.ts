@@ -71,14 +71,18 @@ function measuredInputs(
   targets: readonly CapturedRecord[],
   series: readonly SeriesPoint[],
   indexByTarget: ReadonlyMap<string, number>,
+  consumedInputs: ReadonlyMap<string, number>,
 ): { inputIndex?: number; inputRatio: number } {
   let inputIndex: number | undefined;
   let inputRatio = 1;
-  for (const name of targets.flatMap((t) => t.inputs ?? [])) {
-    const index = indexByTarget.get(name);
-    if (index !== undefined && series[index]!.ratio > inputRatio) {
-      inputRatio = series[index]!.ratio;
-      inputIndex = index;
+  for (const target of targets) {
+    for (const name of target.inputs ?? []) {
+      const consumer = `${target.module}#${target.call}|${name}`;
+      const index = consumedInputs.get(consumer) ?? indexByTarget.get(name);
+      if (index !== undefined && series[index]!.ratio > inputRatio) {
+        inputRatio = series[index]!.ratio;
+        inputIndex = index;
+      }
     }
   }
   return inputIndex === undefined ? { inputRatio } : { inputIndex, inputRatio };
@@ -180,7 +184,14 @@ export async function runCapturedDiagnosis(
   let floorDType: ReturnType<typeof comparisonDType> = 'float32';
   const floorFactor = config.thresholds.noiseFloorFactor;
 
+  const classOf = new Map<string, CapturedRecord>();
+  for (const record of target.records) {
+    if (!record.output.startsWith('in.') && !classOf.has(record.module)) {
+      classOf.set(record.module, record);
+    }
+  }
   const seriesIndexByTarget = new Map<string, number>();
+  const consumedInputs = new Map<string, number>();
   const tracksInputs = target.records.some((r) => r.inputs !== undefined);
   const premiseNotes: string[] = [];
   for (const planned of plan.pairs) {
@@ -225,7 +236,9 @@ export async function runCapturedDiagnosis(
         gap = undefined;
       }
     }
+    // A module input belongs to the code that computed it: the calling module's class.
     const first = targets[0]!;
+    const owner = pair.inputOf ? (classOf.get(pair.module) ?? first) : first;
     const dtype = comparisonDType(first.dtype);
     const metrics = comparePair(aligned.target.data, aligned.reference.data, {
       ...DEFAULT_COMPARE,
@@ -237,9 +250,15 @@ export async function runCapturedDiagnosis(
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     else floorDType = coarserDType(floorDType, dtype);
     const { inputIndex, inputRatio } = tracksInputs
-      ? measuredInputs(targets, series, seriesIndexByTarget)
+      ? measuredInputs(targets, series, seriesIndexByTarget, consumedInputs)
       : guessedInput(series, pair.module);
-    for (const name of pair.target) seriesIndexByTarget.set(name, series.length);
+    if (pair.inputOf && !targets[0]!.output.startsWith('in.')) {
+      // A record the target passes where the reference computes its own value: what the consumer
+      // reads, not the record's own point.
+      consumedInputs.set(`${pair.inputOf}|${targets[0]!.name}`, series.length);
+    } else {
+      for (const name of pair.target) seriesIndexByTarget.set(name, series.length);
+    }
     const relative = (file: string) =>
       path.relative(config.baseDir, file).split(path.sep).join('/');
     const point: SeriesPoint = {
@@ -249,7 +268,7 @@ export async function runCapturedDiagnosis(
       segment: 0,
       key: pair.key,
       node: pair.target.join(' + '),
-      op: first.className,
+      op: owner.className,
       dtype: first.dtype,
       shape: aligned.target.shape,
       ratio: ratio.ratio,
@@ -263,8 +282,8 @@ export async function runCapturedDiagnosis(
       noiseSource: ratio.noiseSource,
       inputRatio,
       ...(inputIndex === undefined ? {} : { inputIndex }),
-      ...(first.source
-        ? { source: { file: relative(first.source.file), line: first.source.line } }
+      ...(owner.source
+        ? { source: { file: relative(owner.source.file), line: owner.source.line } }
         : {}),
       target: metrics.target,
       reference: metrics.reference,
@@ -289,7 +308,7 @@ export async function runCapturedDiagnosis(
   if (ranked.length > 0) {
     suspects = ranked.map((suspect, rank) => {
       const point = series[suspect.index]!;
-      const record = targetByName.get(point.node.split(' + ')[0]!)!;
+      const record = classOf.get(suspect.module) ?? targetByName.get(point.node.split(' + ')[0]!)!;
       const source = record.source
         ? {
             file: path.relative(config.baseDir, record.source.file).split(path.sep).join('/'),

@@ -206,6 +206,7 @@ class OpenedDump implements Dump {
       if (record.source) captured.source = { file: record.source.file, line: record.source.line };
       if (record.inputs) captured.inputs = record.inputs;
       if (record.caller !== undefined) captured.caller = record.caller;
+      if (record.arguments) captured.arguments = { ...record.arguments };
       return captured;
     });
   }

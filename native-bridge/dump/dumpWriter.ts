@@ -112,6 +112,7 @@ function manifestRecord(record: CapturedRecord, file: string, key: string): Mani
     ...(record.source ? { source: { file: record.source.file, line: record.source.line } } : {}),
     ...(record.inputs ? { inputs: record.inputs.slice() } : {}),
     ...(record.caller !== undefined ? { caller: record.caller } : {}),
+    ...(record.arguments ? { arguments: { ...record.arguments } } : {}),
   };
 }
 

@@ -48,6 +48,8 @@ export interface ManifestRecord {
   inputs?: string[];
   /** For an input record: the module whose code computed it. */
   caller?: string;
+  /** For a module output: its inputs that are other records, by input path. */
+  arguments?: Record<string, string>;
 }
 
 export interface DumpManifest {
@@ -96,6 +98,11 @@ const recordSchema = {
     key: { type: 'string', minLength: 1 },
     inputs: { type: 'array', maxItems: MAX_RECORDS, items: { type: 'string', minLength: 1 } },
     caller: { type: 'string' },
+    arguments: {
+      type: 'object',
+      maxProperties: 4096,
+      additionalProperties: { type: 'string', minLength: 1 },
+    },
     source: {
       type: 'object',
       required: ['file', 'line'],

@@ -37,6 +37,8 @@ export interface PlannedPair {
   tokens?: [number, number];
   /** Which rule paired them: `rule 1 (ekka.json)`, `preset llama`, `same path`, `input of …`. */
   origin: string;
+  /** For a module input: the consuming module's call, `${module}#${call}`. */
+  inputOf?: string;
   /** A same-path counterpart of a preset rule's pair: whichever fits the target better is used. */
   alternative?: { reference: string[] };
 }
@@ -255,7 +257,7 @@ export function planMapping(
     }
     pairs.push(planned);
   }
-  pairs.push(...planInputs(inputs, pairs, reference, referenceIndex, usedReference));
+  pairs.push(...planInputs(inputs, pairs, target, reference, usedReference));
   const seqOf = new Map(target.map((r) => [r.name, r.seq] as const));
   pairs.sort((a, b) => seqOf.get(a.target[0]!)! - seqOf.get(b.target[0]!)!);
   for (const record of reference) {
@@ -274,39 +276,88 @@ export function planMapping(
 }
 
 /**
- * Pairs each target module input (`X#c/in.K`) with the same input of the reference module that
- * X's output is paired with. The point belongs to the module whose code computed the value (the
- * caller), which is how a divergence in a parent's own ops (a residual add, a mask) is seen.
+ * Pairs each module input with the same input of the counterpart module (the reference module
+ * that X's output is paired with). An input is a record of its own (`X#c/in.K`) when no module
+ * returned it, else the record it is (`arguments`); either side may be either. The point belongs
+ * to the module whose code computed the value (the caller), which is how a divergence in a
+ * parent's own ops (a residual add, a mask) is seen.
  */
 function planInputs(
   inputs: readonly RecordMeta[],
   pairs: readonly PlannedPair[],
+  target: readonly RecordMeta[],
   reference: readonly RecordMeta[],
-  referenceIndex: ReadonlyMap<string, RecordMeta[]>,
   usedReference: Set<string>,
 ): PlannedPair[] {
   const referenceByName = new Map(reference.map((r) => [r.name, r] as const));
+  const targetByName = new Map(target.map((r) => [r.name, r] as const));
+  const referenceInputs = new Map<string, RecordMeta[]>();
+  for (const record of reference) {
+    if (!record.output.startsWith('in.')) continue;
+    const key = `${record.module}#${record.call}`;
+    referenceInputs.set(key, [...(referenceInputs.get(key) ?? []), record]);
+  }
+  // Inputs correspond by position or keyword only between calls of the same module class paired
+  // by path: another implementation may split the work differently (a fused add + norm takes the
+  // value before the add).
   const counterpart = new Map<string, PlannedPair>();
   for (const pair of pairs) {
     const key = `${pair.module}#${pair.call}`;
-    if (!counterpart.has(key) && pair.reference.length === 1) counterpart.set(key, pair);
+    const t = targetByName.get(pair.target[0]!);
+    const r = pair.reference.length === 1 ? referenceByName.get(pair.reference[0]!) : undefined;
+    if (!counterpart.has(key) && pair.origin === 'same path' && r && t?.className === r.className) {
+      counterpart.set(key, pair);
+    }
   }
+  const parentOf = (module: string) => module.slice(0, Math.max(0, module.lastIndexOf('.')));
   const planned: PlannedPair[] = [];
-  for (const record of inputs) {
-    const pair = counterpart.get(`${record.module}#${record.call}`);
-    const other = pair && referenceByName.get(pair.reference[0]!);
-    const input = other && referenceIndex.get(refKey(other.module, record.output, other.call))?.[0];
-    if (!pair || !input) continue;
-    usedReference.add(input.name);
+  const add = (consumer: string, pair: PlannedPair, t: string, r: RecordMeta, caller?: string) => {
+    usedReference.add(r.name);
+    const module = consumer.slice(0, consumer.lastIndexOf('#'));
+    const input = r.output.startsWith('in.') ? r.output : t.slice(t.lastIndexOf('/') + 1);
     planned.push({
-      key: pairKey(record),
-      module: record.caller ?? record.module,
-      call: record.call,
-      target: [record.name],
-      reference: [input.name],
+      key: `${consumer}:${input}`,
+      module: caller ?? r.caller ?? parentOf(module),
+      call: pair.call,
+      target: [t],
+      reference: [r.name],
       ...(pair.tokens ? { tokens: pair.tokens } : {}),
-      origin: `input of ${record.module || '(root)'}`,
+      origin: `input of ${module || '(root)'}`,
+      inputOf: consumer,
     });
+  };
+  const paired = new Set<string>();
+  for (const record of inputs) {
+    const consumer = `${record.module}#${record.call}`;
+    const pair = counterpart.get(consumer);
+    const other = pair && referenceByName.get(pair.reference[0]!);
+    if (!pair || !other) continue;
+    const path = record.output.slice('in.'.length);
+    // Captured although it is another record (every input was asked for): that record's own pair
+    // covers it, unless the reference computes the value itself (below).
+    if (targetByName.get(pair.target[0]!)?.arguments?.[path]) continue;
+    const input =
+      referenceInputs
+        .get(`${other.module}#${other.call}`)
+        ?.find((r) => r.output === record.output) ??
+      referenceByName.get(other.arguments?.[path] ?? '');
+    if (!input) continue;
+    paired.add(input.name);
+    add(consumer, pair, record.name, input, record.caller);
+  }
+  // The target passes a record where the reference computes a value of its own (a residual add
+  // the target left out): compare the record the target passes with the reference's value.
+  for (const [consumer, pair] of counterpart) {
+    const other = referenceByName.get(pair.reference[0]!);
+    const passed = targetByName.get(pair.target[0]!)?.arguments;
+    if (!other || !passed) continue;
+    for (const input of referenceInputs.get(`${other.module}#${other.call}`) ?? []) {
+      const path = input.output.slice('in.'.length);
+      const known = passed[path];
+      if (known && !other.arguments?.[path] && !paired.has(input.name)) {
+        add(consumer, pair, known, input);
+      }
+    }
   }
   return planned;
 }

@@ -278,7 +278,7 @@ class DumpSink:
             # The manifest leaves `source` out when it is unknown (null is not a location).
             if header["source"] is not None:
                 record["source"] = header["source"]
-            for field in ("inputs", "caller"):
+            for field in ("inputs", "caller", "arguments"):
                 if field in header:
                     record[field] = header[field]
             self.records.append(record)
@@ -332,6 +332,8 @@ class Frame:
         self.module_path = module_path
         self.inputs = []
         self.children = []
+        # Input path ('0', 'hidden_states') -> the record it is, for inputs already recorded.
+        self.arguments = {}
 
     def reads(self):
         return list(dict.fromkeys(self.inputs + self.children))
@@ -389,9 +391,12 @@ class Capture:
             frame = self.pop_frame(module_path)
             # The module's own code reads its inputs and its children's outputs, nothing else.
             reads = frame.reads() if frame else None
+            arguments = frame.arguments if frame and frame.arguments else None
             names = []
             for output_path, tensor in walk_outputs(self.torch, output):
-                name = self.capture(module_path, module, call, output_path, tensor, reads)
+                name = self.capture(
+                    module_path, module, call, output_path, tensor, reads, arguments=arguments
+                )
                 if name:
                     names.append(name)
             if self.stack:
@@ -424,6 +429,7 @@ class Capture:
                 known = self.name_of(tensor)
                 if known is not None:
                     frame.inputs.append(known)
+                    frame.arguments[input_path] = known
                     if not every_input:
                         continue
                 elif not (every_input or tensor.is_floating_point()):
@@ -443,7 +449,9 @@ class Capture:
 
         return pre_hook
 
-    def capture(self, module_path, module, call, output_path, tensor, reads=None, caller=None):
+    def capture(
+        self, module_path, module, call, output_path, tensor, reads=None, caller=None, arguments=None
+    ):
         """Records one tensor; returns its record name, or None when it is skipped."""
         name = f"{module_path}#{call}/{output_path}"
         if tensor.device.type == "meta":
@@ -487,6 +495,8 @@ class Capture:
             header["inputs"] = reads
         if caller is not None:
             header["caller"] = caller
+        if arguments is not None:
+            header["arguments"] = arguments
         self.seq += 1
         if isinstance(self.sink, DumpSink):
             header["safetensorsDtype"] = safetensors_dtype

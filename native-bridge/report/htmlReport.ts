@@ -181,6 +181,10 @@ function suspectsSection(result: DiagnosisResult): string {
 
 function verdict(result: DiagnosisResult): string {
   const cp = result.changePoint;
+  const first = result.suspects[0];
+  if (!cp && first) {
+    return `<p class="verdict bad">Local divergence at #${first.index}: ${code(moduleName(first.module))} (ratio ${fmt(first.ratio)}); it does not persist downstream, so there is no change point.</p>`;
+  }
   if (!cp) {
     const worst = result.series.reduce<DiagnosisResult['series'][number] | undefined>(
       (best, p) => (!best || p.ratio > best.ratio ? p : best),

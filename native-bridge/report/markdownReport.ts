@@ -82,6 +82,11 @@ export function renderMarkdownReport(
             : 'its error comes from an earlier segment.'),
       );
     }
+  } else if (result.suspects[0]) {
+    const top = result.suspects[0];
+    out.push(
+      `**Local divergence at #${top.index}: ${markdownCode(moduleName(top.module))}** (ratio ${fmt(top.ratio)}, threshold ${fmt(result.thresholds.ratio)}); it does not persist downstream, so there is no change point.`,
+    );
   } else {
     out.push(`**No divergence above noise** (threshold ${fmt(result.thresholds.ratio)}).`);
   }

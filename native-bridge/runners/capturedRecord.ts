@@ -36,6 +36,11 @@ export interface CapturedRecord {
   inputs?: string[];
   /** For an input record (`in.*`): the module whose code computed the value ('' the root). */
   caller?: string;
+  /**
+   * For a module output: the module's inputs that are other records, by input path (`'0'`,
+   * `'hidden_states'`). An input not listed here is a record of its own, `module#call/in.<path>`.
+   */
+  arguments?: Record<string, string>;
 }
 
 /** What a capture says about itself. */

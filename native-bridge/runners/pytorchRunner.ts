@@ -86,6 +86,8 @@ export interface RecordHeader {
   inputs?: string[];
   /** For an input record: the module whose code made the value. */
   caller?: string;
+  /** For a module output: its inputs that are other records (CapturedRecord.arguments). */
+  arguments?: Record<string, string>;
 }
 
 export interface HelloFrame {
@@ -268,6 +270,7 @@ export class CaptureStreamDecoder {
     const output = str('output');
     const dtype = str('dtype');
     const { seq, call, shape, byteLength, source, inputs, caller } = frame;
+    const args: unknown = frame.arguments;
     if (seq !== this.nextSeq) {
       this.fail(at, `record ${name} has seq ${JSON.stringify(seq)}, expected ${this.nextSeq}`);
     }
@@ -310,6 +313,17 @@ export class CaptureStreamDecoder {
     if (caller !== undefined && typeof caller !== 'string') {
       this.fail(at, `record ${name} has caller ${JSON.stringify(caller)}`);
     }
+    if (
+      args !== undefined &&
+      !(
+        typeof args === 'object' &&
+        args !== null &&
+        !Array.isArray(args) &&
+        Object.values(args).every((value) => typeof value === 'string')
+      )
+    ) {
+      this.fail(at, `record ${name} has arguments ${JSON.stringify(args)}`);
+    }
     this.names.add(name);
     this.nextSeq++;
     return {
@@ -323,8 +337,9 @@ export class CaptureStreamDecoder {
       shape: dims,
       byteLength: expected,
       source: location,
-      ...(inputs !== undefined ? { inputs: inputs as string[] } : {}),
+      ...(inputs !== undefined ? { inputs } : {}),
       ...(caller !== undefined ? { caller } : {}),
+      ...(args !== undefined ? { arguments: args as Record<string, string> } : {}),
     };
   }
 }
@@ -560,6 +575,7 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
               if (header.source) record.source = header.source;
               if (header.inputs) record.inputs = header.inputs;
               if (header.caller !== undefined) record.caller = header.caller;
+              if (header.arguments) record.arguments = header.arguments;
               records.push(record);
               options.onRecord?.(record);
               break;

@@ -1,5 +1,10 @@
 import * as assert from 'node:assert/strict';
-import { canonicalModulePath, planMapping } from '../../native-bridge/mapping/mapRecords';
+import {
+  canonicalModulePath,
+  checkPremise,
+  planMapping,
+  type RecordMeta,
+} from '../../native-bridge/mapping/mapRecords';
 import { matchPattern, substitute } from '../../native-bridge/mapping/pathPattern';
 import { PRESETS } from '../../native-bridge/mapping/presets';
 import { combine, permute, sliceAxis } from '../../native-bridge/mapping/transforms';
@@ -137,5 +142,114 @@ describe('mapping serving-engine records onto HuggingFace records', () => {
       qkv.reason,
       /no reference record for model\.layers\.0\.self_attn\.qkv_proj.*preset llama: no reference model\.layers\.\{N\}\.self_attn\.v_proj/,
     );
+  });
+});
+
+describe('preset premises and module inputs', () => {
+  const meta = (
+    module: string,
+    output: string,
+    seq: number,
+    extra: Partial<RecordMeta> = {},
+  ): RecordMeta => ({
+    name: `${module}#1/${output}`,
+    seq,
+    module,
+    className: 'M',
+    call: 1,
+    output,
+    dtype: 'float32',
+    shape: [1, 4],
+    ...extra,
+  });
+  const checked = PRESETS.llama!.map((rule) => ({ rule, origin: 'preset llama', checked: true }));
+
+  it('offers the same-path record as an alternative to a preset rule, and the better fit wins', () => {
+    const hf = [
+      meta('model.layers.0.mlp.gate_proj', '', 0),
+      meta('model.layers.0.mlp.act_fn', '', 1),
+      meta('model.layers.0.mlp.up_proj', '', 2),
+    ];
+    const plan = planMapping(hf, hf, { rules: checked });
+    const act = plan.pairs.find((p) => p.key === 'model.layers.0.mlp.act_fn#1')!;
+    assert.equal(act.referenceCombine, 'silu-mul');
+    assert.deepEqual(act.alternative, { reference: ['model.layers.0.mlp.act_fn#1/'] });
+    // Unchecked (user) rules carry no alternative.
+    const unchecked = planMapping(hf, hf, { rules: preset });
+    assert.equal(unchecked.pairs.find((p) => p.key === act.key)!.alternative, undefined);
+
+    const samePath = checkPremise(act, (p) => (p.origin === 'same path' ? 0.004 : 6.4));
+    assert.equal(samePath.pair.origin, 'same path');
+    assert.deepEqual(samePath.pair.reference, ['model.layers.0.mlp.act_fn#1/']);
+    assert.equal(samePath.pair.referenceCombine, undefined);
+    assert.match(samePath.note!, /not applied.*0\.400 %.*640 %/);
+    const rule = checkPremise(act, (p) => (p.origin === 'same path' ? 6.4 : 0.004));
+    assert.equal(rule.pair.referenceCombine, 'silu-mul');
+    assert.equal(rule.pair.alternative, undefined);
+    assert.match(rule.note!, /applied: relative error 0\.400 %/);
+  });
+
+  it("pairs a module's inputs with its counterpart's, owned by the caller, in execution order", () => {
+    const target = [
+      meta('model.layers.0.self_attn', '0', 0),
+      // The target passes the attention output straight to the norm (a residual add left out).
+      meta('model.layers.0.post_attention_layernorm', '', 1, {
+        inputs: ['model.layers.0.self_attn#1/0'],
+        arguments: { '0': 'model.layers.0.self_attn#1/0' },
+      }),
+      meta('model.layers.0.mlp.down_proj', 'in.0', 2, { caller: 'model.layers.0.mlp' }),
+      meta('model.layers.0.mlp.down_proj', '', 3, {
+        inputs: ['model.layers.0.mlp.down_proj#1/in.0'],
+      }),
+    ];
+    const reference = [
+      meta('model.layers.0.self_attn', '0', 0),
+      meta('model.layers.0.post_attention_layernorm', 'in.0', 1, { caller: 'model.layers.0' }),
+      meta('model.layers.0.post_attention_layernorm', '', 2),
+      meta('model.layers.0.mlp.down_proj', 'in.0', 3, { caller: 'model.layers.0.mlp' }),
+      meta('model.layers.0.mlp.down_proj', '', 4),
+    ];
+    const plan = planMapping(target, reference, { rules: [] });
+    assert.deepEqual(
+      plan.pairs.map((p) => [p.key, p.module, p.target[0], p.reference[0], p.inputOf ?? null]),
+      [
+        [
+          'model.layers.0.self_attn#1',
+          'model.layers.0.self_attn',
+          'model.layers.0.self_attn#1/0',
+          'model.layers.0.self_attn#1/0',
+          null,
+        ],
+        [
+          'model.layers.0.post_attention_layernorm#1:in.0',
+          'model.layers.0',
+          'model.layers.0.self_attn#1/0',
+          'model.layers.0.post_attention_layernorm#1/in.0',
+          'model.layers.0.post_attention_layernorm#1',
+        ],
+        [
+          'model.layers.0.post_attention_layernorm#1',
+          'model.layers.0.post_attention_layernorm',
+          'model.layers.0.post_attention_layernorm#1/',
+          'model.layers.0.post_attention_layernorm#1/',
+          null,
+        ],
+        [
+          'model.layers.0.mlp.down_proj#1:in.0',
+          'model.layers.0.mlp',
+          'model.layers.0.mlp.down_proj#1/in.0',
+          'model.layers.0.mlp.down_proj#1/in.0',
+          'model.layers.0.mlp.down_proj#1',
+        ],
+        [
+          'model.layers.0.mlp.down_proj#1',
+          'model.layers.0.mlp.down_proj',
+          'model.layers.0.mlp.down_proj#1/',
+          'model.layers.0.mlp.down_proj#1/',
+          null,
+        ],
+      ],
+    );
+    assert.deepEqual(plan.unmatched, []);
   });
 });

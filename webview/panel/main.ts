@@ -216,7 +216,9 @@ function summary(result: DiagnosisResult): string {
   const top = result.suspects[0];
   const head = cp
     ? `Divergence from #${cp.index} ${cp.module} (ratio ${formatNumber(cp.ratio)})`
-    : 'No divergence above noise';
+    : top
+      ? `Local divergence at #${top.index} ${top.module} (ratio ${formatNumber(top.ratio)}), not persistent`
+      : 'No divergence above noise';
   const suspect = top ? ` · top suspect ${top.module} (${top.confidence.toFixed(2)})` : '';
   return `${head}${suspect} · ${result.series.length} modules compared in ${(
     result.timings.totalMs / 1000

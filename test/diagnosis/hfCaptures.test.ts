@@ -1,0 +1,75 @@
+import * as assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { loadDiagnosis } from '../../native-bridge/diagnosis/capturedConfig';
+import { runAnyDiagnosis } from '../../native-bridge/diagnosis/runAny';
+import type { DiagnosisResult } from '../../native-bridge/diagnosis/result';
+
+const CASES = path.resolve('test/fixtures/hf-pytorch');
+/** Created by `npm run setup:python` (part of `npm test`): torch 2.13 and transformers 5.17. */
+const VENV_PYTHON = path.resolve('.venv/bin/python');
+
+async function diagnose(id: string): Promise<DiagnosisResult> {
+  const config = await loadDiagnosis(path.join(CASES, id, 'ekka.json'));
+  return runAnyDiagnosis(config);
+}
+
+/**
+ * transformers' own Llama and Gemma as PyTorch captures (bfloat16 target, float32 reference,
+ * measured noise), both sides HF modules under the family's preset: models.py plants the bugs.
+ */
+describe("diagnosis of transformers' models as PyTorch captures", function () {
+  this.timeout(180_000);
+  before(function () {
+    assert.ok(existsSync(VENV_PYTHON), `${VENV_PYTHON} is missing: run npm run setup:python`);
+  });
+
+  it('a correct model reads within noise everywhere, act_fn included (the preset rule is not applied to HF against HF)', async () => {
+    const result = await diagnose('llama-control');
+    assert.deepEqual(result.suspects, []);
+    assert.equal(result.changePoint, null);
+    const worst = Math.max(...result.series.map((p) => p.ratio));
+    assert.ok(worst < 1.5, `largest ratio ${worst}`);
+    const actFn = result.mapping!.pairs.filter((p) => /mlp\.act_fn#1$/.test(p.key));
+    assert.equal(actFn.length, 3);
+    assert.ok(actFn.every((p) => p.origin === 'same path'));
+    assert.ok(result.warnings.some((w) => /preset llama: 3 rules not applied/.test(w)));
+  });
+
+  it('GELU in layer 1: act_fn of layer 1 first, ahead of the correct layer 0', async () => {
+    const result = await diagnose('llama-gelu');
+    assert.equal(result.suspects[0]?.module, 'model.layers.1.mlp.act_fn');
+    assert.equal(result.suspects[0].kind, 'local');
+    assert.ok(result.suspects[0].ratio > 5);
+    assert.ok(!result.suspects.some((s) => s.module.startsWith('model.layers.0.')));
+  });
+
+  it('Gemma: a norm scaling by w instead of (1 + w) is the top suspect', async () => {
+    const result = await diagnose('gemma-norm-offset');
+    assert.equal(result.suspects[0]?.module, 'model.layers.2.post_attention_layernorm');
+    assert.ok(result.suspects[0].ratio > 50);
+  });
+
+  it("a residual add missing from a decoder layer's own forward names the layer, not its norm", async () => {
+    const result = await diagnose('llama-missing-residual');
+    const top = result.suspects[0]!;
+    assert.equal(top.module, 'model.layers.1');
+    assert.equal(top.kind, 'local');
+    // The evidence: the record the layer passes to its norm against the reference's residual sum.
+    const point = result.series[top.index]!;
+    assert.equal(point.key, 'model.layers.1.post_attention_layernorm#1:in.0');
+    assert.equal(point.op, 'LlamaDecoderLayer');
+    assert.match(top.source?.file ?? '', /modeling_llama\.py$/);
+    assert.ok(point.inputRatio < 2 && point.ratio > 20);
+  });
+
+  it('a down_proj weight 2 % off (about 3 × bfloat16 noise) is reported though the residual stream dilutes it', async () => {
+    const result = await diagnose('llama-down-proj-scaled');
+    const top = result.suspects[0];
+    assert.equal(top?.module, 'model.layers.0.mlp.down_proj');
+    assert.equal(top.kind, 'local');
+    assert.ok(top.ratio > 2 && top.ratio < 5, `ratio ${top.ratio}`);
+    // Its measured input (the activation product) is within noise.
+    assert.ok(result.series[top.index]!.inputRatio < 2);
+  });
+});
