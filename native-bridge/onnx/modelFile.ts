@@ -48,7 +48,17 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
     throw new EkkaError('model', 'not a valid ONNX model: it declares no opset', file);
   }
   // Scopes from node metadata become node names once, here: every later copy decodes these bytes.
-  const scopes = applyExporterScopes(graph, readNodeMetadata(bytes));
+  let metadata: ReturnType<typeof readNodeMetadata>;
+  try {
+    metadata = readNodeMetadata(bytes);
+  } catch (cause) {
+    throw new EkkaError(
+      'model',
+      `not a valid ONNX model: its node metadata cannot be decoded (${describeCause(cause)}); the file may be damaged`,
+      file,
+    );
+  }
+  const scopes = applyExporterScopes(graph, metadata);
   const encoded = scopes.renamed > 0 ? onnx.ModelProto.encode(model).finish() : bytes;
   return {
     path: file,
