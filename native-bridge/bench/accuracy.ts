@@ -1,18 +1,28 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { loadConfig } from '../diagnosis/config';
-import { relativeLocation, runDiagnosis } from '../diagnosis/diagnose';
+import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import type { DiagnosisResult } from '../diagnosis/result';
+import { runAnyDiagnosis } from '../diagnosis/runAny';
+import { describeCause } from '../errors';
 import { readJsonFile } from '../jsonFile';
-import { PythonSourceLocator } from '../source/pythonLocator';
 import { BASELINES } from './baselines';
 
-/** A case's expected.json. */
+/** A case's expected.json (the fields after `module` are labels for the tables). */
 export interface ExpectedOutcome {
+  /** The first module whose computation is wrong, as the run names it; null for a control. */
   module: string | null;
   source?: { file: string; line: number };
-  cause?: string;
-  subtle?: boolean;
+  cause?: string | null;
+  split?: string;
+  family?: string;
+  runKind?: string;
+  precision?: string;
+  lowPrecisionReference?: boolean;
+  position?: string | null;
+  /** The bug's measured strength at its module (error over the clean target's), when defined. */
+  strength?: number | null;
+  bugs?: { bug: string; site: string; position?: string; strength?: number | null }[];
+  control?: string | null;
   note?: string;
 }
 
@@ -21,14 +31,13 @@ export interface MethodOutcome {
   alarm: boolean;
   /** Up to five modules, best first. */
   top: string[];
-  /** The source line named for the top module. */
-  line: { file: string; line: number } | null;
+  /** Ours only: the top suspect's confidence. */
+  confidence?: number;
 }
 
 export interface CaseScore {
   pass1: boolean;
   pass5: boolean;
-  lineHit: boolean;
   falseAlarm: boolean;
 }
 
@@ -36,112 +45,75 @@ export type ScoredOutcome = MethodOutcome & CaseScore;
 
 export interface CaseRecord {
   id: string;
-  cause: string | null;
   expected: ExpectedOutcome;
   ours: ScoredOutcome;
   baselines: Record<string, ScoredOutcome>;
+  /** Set when the diagnosis failed: the case then scores as a miss, or as an alarm for a control. */
+  error?: string;
   ms: number;
-}
-
-export interface MethodTotals {
-  pass1: number;
-  pass5: number;
-  lineHit: number;
-  falseAlarms: number;
-  bugCases: number;
-  controls: number;
-}
-
-export interface AccuracyReport {
-  cases: CaseRecord[];
-  totals: Record<string, MethodTotals>;
 }
 
 /** pass@k: the expected module among the first k of an alarm; a control scores only false alarms. */
 export function scoreOutcome(expected: ExpectedOutcome, outcome: MethodOutcome): ScoredOutcome {
   if (expected.module === null) {
-    return { ...outcome, pass1: false, pass5: false, lineHit: false, falseAlarm: outcome.alarm };
+    return { ...outcome, pass1: false, pass5: false, falseAlarm: outcome.alarm };
   }
   const found = outcome.alarm ? outcome.top : [];
   return {
     ...outcome,
     pass1: found[0] === expected.module,
     pass5: found.slice(0, 5).includes(expected.module),
-    lineHit:
-      outcome.alarm &&
-      outcome.line !== null &&
-      outcome.line.file === expected.source?.file &&
-      outcome.line.line === expected.source.line,
     falseAlarm: false,
   };
 }
 
-/** Rates per method over the cases: pass@1, pass@5 and line hits over bug cases, alarms over controls. */
-export function computeTotals(cases: readonly CaseRecord[]): Record<string, MethodTotals> {
-  const methods = ['ours', ...Object.keys(cases[0]?.baselines ?? {})];
-  const bugs = cases.filter((c) => c.expected.module !== null);
-  const controls = cases.filter((c) => c.expected.module === null);
-  const rate = (list: readonly CaseRecord[], method: string, field: keyof CaseScore) =>
-    list.length === 0
-      ? 0
-      : list.filter((c) => (method === 'ours' ? c.ours : c.baselines[method]!)[field]).length /
-        list.length;
-  return Object.fromEntries(
-    methods.map((method) => [
-      method,
-      {
-        pass1: rate(bugs, method, 'pass1'),
-        pass5: rate(bugs, method, 'pass5'),
-        lineHit: rate(bugs, method, 'lineHit'),
-        falseAlarms: rate(controls, method, 'falseAlarm'),
-        bugCases: bugs.length,
-        controls: controls.length,
-      },
-    ]),
-  );
+/** Our verdict: an alarm is any suspect; the ranking is the suspects'. */
+export function oursOf(result: DiagnosisResult): MethodOutcome {
+  const top = result.suspects[0];
+  return {
+    alarm: result.suspects.length > 0,
+    top: result.suspects.slice(0, 5).map((s) => s.module),
+    ...(top ? { confidence: top.confidence } : {}),
+  };
 }
 
-/** Runs one case through the user's pipeline, then every baseline on the same module outputs. */
+/** Runs one case through the user's pipeline, then every baseline on the same compared values. */
 export async function runCase(caseDir: string): Promise<CaseRecord> {
   const started = performance.now();
   const expected = (await readJsonFile(
     path.join(caseDir, 'expected.json'),
     'config',
   )) as ExpectedOutcome;
-  const config = await loadConfig(path.join(caseDir, 'ekka.json'));
-  const result: DiagnosisResult = await runDiagnosis(config);
-  const ours: MethodOutcome = {
-    alarm: result.suspects.length > 0,
-    top: result.suspects.slice(0, 5).map((s) => s.module),
-    line: result.suspects[0]?.source
-      ? { file: result.suspects[0].source.file, line: result.suspects[0].source.line }
-      : null,
-  };
-  const verdicts = Object.entries(BASELINES).map(
-    ([name, baseline]) => [name, baseline(result.series)] as const,
-  );
-  // Baselines name modules only; their lines come from the same locator, for a fair line score.
-  const locator = config.source ? await PythonSourceLocator.create(config.source) : undefined;
-  const baselines: Record<string, ScoredOutcome> = {};
+  const precision = expected.precision ?? 'float32';
+  const id = path.basename(caseDir);
+  let result: DiagnosisResult;
   try {
-    for (const [name, verdict] of verdicts) {
-      const top = verdict.ranking.slice(0, 5);
-      const located = top[0] !== undefined ? await locator?.locate(top[0]) : undefined;
-      const line = located ? relativeLocation(located, config.baseDir) : undefined;
-      baselines[name] = scoreOutcome(expected, {
-        alarm: verdict.alarm,
-        top,
-        line: line ? { file: line.file, line: line.line } : null,
-      });
-    }
-  } finally {
-    locator?.dispose();
+    result = await runAnyDiagnosis(await loadDiagnosis(path.join(caseDir, 'ekka.json')));
+  } catch (error) {
+    // A failed run is a failure of every method: none of them gets to answer.
+    const failed = { alarm: expected.module === null, top: [] };
+    const scored = scoreOutcome(expected, failed);
+    return {
+      id,
+      expected,
+      ours: scored,
+      baselines: Object.fromEntries(Object.keys(BASELINES).map((name) => [name, scored])),
+      error: describeCause(error),
+      ms: performance.now() - started,
+    };
+  }
+  const baselines: Record<string, ScoredOutcome> = {};
+  for (const [name, baseline] of Object.entries(BASELINES)) {
+    const verdict = baseline(result, precision);
+    baselines[name] = scoreOutcome(expected, {
+      alarm: verdict.alarm,
+      top: verdict.ranking.slice(0, 5),
+    });
   }
   return {
-    id: path.basename(caseDir),
-    cause: expected.cause ?? null,
+    id,
     expected,
-    ours: scoreOutcome(expected, ours),
+    ours: scoreOutcome(expected, oursOf(result)),
     baselines,
     ms: performance.now() - started,
   };
@@ -165,12 +137,12 @@ export async function listCases(casesDir: string): Promise<string[]> {
 export async function runAccuracyBenchmark(
   caseDirs: readonly string[],
   onCase?: (record: CaseRecord) => void,
-): Promise<AccuracyReport> {
+): Promise<CaseRecord[]> {
   const cases: CaseRecord[] = [];
   for (const dir of caseDirs) {
     const record = await runCase(dir);
     cases.push(record);
     onCase?.(record);
   }
-  return { cases, totals: computeTotals(cases) };
+  return cases;
 }

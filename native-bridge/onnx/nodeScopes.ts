@@ -100,7 +100,7 @@ export function applyExporterScopes(
 ): ScopeRewrite {
   const nodes = graph.node ?? [];
   const stacks = nodes.map((_, index) => moduleStackOf(metadata[index]));
-  if (!stacks.some((stack) => stack !== undefined)) return { renamed: 0 };
+  if (!stacks.some((stack) => stack !== undefined)) return dropNamedWrapper(nodes);
   const firsts = new Set<string>();
   let rootOps = 0;
   for (const stack of stacks) {
@@ -128,4 +128,32 @@ export function applyExporterScopes(
     renamed++;
   });
   return dropWrapper ? { renamed, wrapper } : { renamed };
+}
+
+/**
+ * The same wrapper rule for node names that already carry their scopes (the TorchScript exporter's
+ * `/model/model/layers.0/mlp/Mul`): when every node inside a module lies in one top-level module,
+ * and modules lie below it, that module is a wrapper around the model and leaves the paths. Ops
+ * of the wrapper's own forward (`/Shape`, at the root) keep their names.
+ */
+function dropNamedWrapper(nodes: onnx.INodeProto[]): ScopeRewrite {
+  const scoped = nodes
+    .map((node) => node.name ?? '')
+    .filter((name) => name.startsWith('/'))
+    .map((name) => name.slice(1).split('/'));
+  const inModules = scoped.filter((segments) => segments.length >= 2);
+  const firsts = new Set(inModules.map((segments) => segments[0]!));
+  if (firsts.size !== 1 || !inModules.some((segments) => segments.length >= 3)) {
+    return { renamed: 0 };
+  }
+  const wrapper = [...firsts][0]!;
+  const prefix = `/${wrapper}/`;
+  let renamed = 0;
+  for (const node of nodes) {
+    if (node.name?.startsWith(prefix)) {
+      node.name = `/${node.name.slice(prefix.length)}`;
+      renamed++;
+    }
+  }
+  return { renamed, wrapper };
 }

@@ -54,11 +54,36 @@ describe('exporter scopes from node metadata (dynamo exporter)', () => {
   });
 
   it('keeps the names of nodes without metadata', () => {
+    const names = ['/model/layers.2/self_attn/MatMul', '/lm_head/MatMul'];
     const graph = onnx.GraphProto.create({
-      node: [onnx.NodeProto.create({ name: '/model/layers.2/self_attn/MatMul', opType: 'MatMul' })],
+      node: names.map((name) => onnx.NodeProto.create({ name, opType: 'MatMul' })),
     });
-    assert.equal(applyExporterScopes(graph, [new Map()]).renamed, 0);
-    assert.equal(graph.node[0]!.name, '/model/layers.2/self_attn/MatMul');
+    assert.equal(applyExporterScopes(graph, [new Map(), new Map()]).renamed, 0);
+    assert.deepEqual(
+      graph.node.map((n) => n.name),
+      names,
+    );
+  });
+
+  it('leaves out a wrapper module from TorchScript-exporter names, root ops kept', () => {
+    const names = [
+      '/ConstantOfShape',
+      '/model/model/layers.0/mlp/Mul',
+      '/model/lm_head/MatMul',
+      '/model/Cast',
+    ];
+    const graph = onnx.GraphProto.create({
+      node: names.map((name) => onnx.NodeProto.create({ name, opType: 'Mul' })),
+    });
+    const rewrite = applyExporterScopes(
+      graph,
+      names.map(() => new Map()),
+    );
+    assert.deepEqual(rewrite, { renamed: 3, wrapper: 'model' });
+    assert.deepEqual(
+      graph.node.map((n) => n.name),
+      ['/ConstantOfShape', '/model/layers.0/mlp/Mul', '/lm_head/MatMul', '/Cast'],
+    );
   });
 
   it("reads transformers' Llama exported with dynamo=True into HF module paths", async () => {

@@ -1,0 +1,144 @@
+import type { CaseRecord, CaseScore, ScoredOutcome } from './accuracy';
+
+/** Rates of one method over a set of cases. */
+export interface MethodTotals {
+  pass1: number;
+  pass5: number;
+  falseAlarms: number;
+  bugCases: number;
+  controls: number;
+}
+
+export const methodsOf = (cases: readonly CaseRecord[]): string[] => [
+  'ours',
+  ...Object.keys(cases[0]?.baselines ?? {}),
+];
+
+const outcomeOf = (c: CaseRecord, method: string): ScoredOutcome =>
+  method === 'ours' ? c.ours : c.baselines[method]!;
+
+const isControl = (c: CaseRecord) => c.expected.module === null;
+
+function rate(list: readonly CaseRecord[], method: string, field: keyof CaseScore): number {
+  return list.length === 0
+    ? 0
+    : list.filter((c) => outcomeOf(c, method)[field]).length / list.length;
+}
+
+/** pass@1 and pass@5 over bug cases, false alarms over controls, per method. */
+export function computeTotals(cases: readonly CaseRecord[]): Record<string, MethodTotals> {
+  const bugs = cases.filter((c) => !isControl(c));
+  const controls = cases.filter(isControl);
+  return Object.fromEntries(
+    methodsOf(cases).map((method) => [
+      method,
+      {
+        pass1: rate(bugs, method, 'pass1'),
+        pass5: rate(bugs, method, 'pass5'),
+        falseAlarms: rate(controls, method, 'falseAlarm'),
+        bugCases: bugs.length,
+        controls: controls.length,
+      },
+    ]),
+  );
+}
+
+/** Cases grouped by a label, groups in first-seen order. */
+export function groupBy(
+  cases: readonly CaseRecord[],
+  label: (c: CaseRecord) => string,
+): Map<string, CaseRecord[]> {
+  const groups = new Map<string, CaseRecord[]>();
+  for (const c of cases) {
+    const key = label(c);
+    groups.set(key, [...(groups.get(key) ?? []), c]);
+  }
+  return groups;
+}
+
+/** The strength levels the generator sweeps; a measured strength falls in the nearest (log). */
+export const STRENGTH_LEVELS = [1.5, 2, 3, 5, 10, 20] as const;
+
+export function strengthLevel(strength: number): number {
+  let best: number = STRENGTH_LEVELS[0];
+  for (const level of STRENGTH_LEVELS) {
+    if (Math.abs(Math.log(strength / level)) < Math.abs(Math.log(strength / best))) best = level;
+  }
+  return best;
+}
+
+export interface CurvePoint {
+  level: number;
+  cases: number;
+  /** Share of cases whose module is among the top 5 of an alarm. */
+  found: number;
+  /** Share whose module ranks first. */
+  top1: number;
+}
+
+/**
+ * Detection against strength, per method: single-bug cases whose strength was measured at the
+ * target's precision; a bug stronger than the highest level counts in the highest.
+ */
+export function detectionCurve(cases: readonly CaseRecord[], method = 'ours'): CurvePoint[] {
+  const measured = cases.filter(
+    (c) =>
+      !isControl(c) &&
+      (c.expected.bugs?.length ?? 1) === 1 &&
+      typeof c.expected.strength === 'number' &&
+      Number.isFinite(c.expected.strength),
+  );
+  return STRENGTH_LEVELS.map((level) => {
+    const inLevel = measured.filter(
+      (c) => strengthLevel(Math.min(c.expected.strength as number, 1e9)) === level,
+    );
+    return {
+      level,
+      cases: inLevel.length,
+      found: rate(inLevel, method, 'pass5'),
+      top1: rate(inLevel, method, 'pass1'),
+    };
+  });
+}
+
+export interface ReliabilityBin {
+  low: number;
+  high: number;
+  cases: number;
+  /** Share of these alarms whose top suspect is the expected module. */
+  correct: number;
+  meanConfidence: number;
+}
+
+/** Top-suspect confidence against the share right, over bug cases that raised an alarm. */
+export function reliabilityBins(cases: readonly CaseRecord[], bins = 5): ReliabilityBin[] {
+  const alarms = cases.filter(
+    (c) => !isControl(c) && c.ours.alarm && typeof c.ours.confidence === 'number',
+  );
+  return Array.from({ length: bins }, (_, i) => {
+    const low = i / bins;
+    const high = (i + 1) / bins;
+    const inBin = alarms.filter((c) => {
+      const confidence = c.ours.confidence!;
+      return confidence >= low && (confidence < high || (i === bins - 1 && confidence <= high));
+    });
+    const mean = inBin.reduce((sum, c) => sum + c.ours.confidence!, 0) / (inBin.length || 1);
+    return {
+      low,
+      high,
+      cases: inBin.length,
+      correct: rate(inBin, 'ours', 'pass1'),
+      meanConfidence: inBin.length ? mean : 0,
+    };
+  });
+}
+
+/** Expected calibration error: the bins' |correct − confidence| weighted by their share. */
+export function calibrationError(bins: readonly ReliabilityBin[]): number {
+  const total = bins.reduce((sum, b) => sum + b.cases, 0);
+  if (total === 0) return 0;
+  return bins.reduce(
+    (sum, b) => sum + (b.cases / total) * Math.abs(b.correct - b.meanConfidence),
+    0,
+  );
+}
