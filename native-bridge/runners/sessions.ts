@@ -94,7 +94,11 @@ export async function lowPrecisionSession(
       const op = opWithoutKernel(describeCause(cause));
       const grown = keep.size;
       if (op && graphOps.has(op)) keep.add(op);
-      else if (op) for (const fn of FUNCTION_OPS) if (graphOps.has(fn)) keep.add(fn);
+      // An op of a function body (exact Gelu expands to Sqrt, Erf, ...) can share its type with
+      // one of the graph's own ops already kept: then the function ops stay in float32 too.
+      if (op && keep.size === grown) {
+        for (const fn of FUNCTION_OPS) if (graphOps.has(fn)) keep.add(fn);
+      }
       if (keep.size === grown) {
         const why = /Unsupported data type: 16\b/.test(describeCause(cause))
           ? 'onnxruntime-node cannot hand bfloat16 tensors to JavaScript; use "float16"'

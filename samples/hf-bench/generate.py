@@ -105,15 +105,16 @@ def draw_site(rng, family, bug, tied, layer=None):
 # Strength: measured at the bug's module in torch.
 
 
-def site_output(model, site, ids, dtype):
-    """Every floating tensor the module at `site` returned, flattened, over all of its calls."""
-    captured = []
+def site_outputs(model, site, ids, dtype):
+    """Each floating tensor the module at `site` returned, flattened, per output position, over
+    all of its calls (a module called several times contributes each call)."""
+    captured = {}
 
     def hook(_module, _inputs, output):
         items = output if isinstance(output, (tuple, list)) else [output]
-        for item in items:
+        for position, item in enumerate(items):
             if torch.is_tensor(item) and item.is_floating_point():
-                captured.append(item.detach().double().reshape(-1))
+                captured.setdefault(position, []).append(item.detach().double().reshape(-1))
 
     model = model.to(dtype)
     handle = model.get_submodule(site).register_forward_hook(hook)
@@ -122,11 +123,13 @@ def site_output(model, site, ids, dtype):
             model(input_ids=ids, attention_mask=torch.ones_like(ids))
     finally:
         handle.remove()
-    return torch.cat(captured)
+    return {position: torch.cat(parts) for position, parts in captured.items()}
 
 
 class StrengthMeter:
-    """Relative error of a module's output against the float32 reference, over the clean target's."""
+    """Per output of the bug's module, its relative error against the float32 reference over the
+    clean target's (each output compared on its own, as the diagnosis compares them); the
+    strength is the largest."""
 
     def __init__(self, spec, dtype_name):
         self.spec = spec
@@ -139,19 +142,27 @@ class StrengthMeter:
 
     def _baseline(self, site):
         if site not in self._cache:
-            ref = site_output(copy.deepcopy(self.reference), site, self.ids, torch.float32)
-            clean = site_output(copy.deepcopy(self.clean), site, self.ids, self.dtype)
-            self._cache[site] = (ref, bm.relative_l2(clean, ref) if clean.shape == ref.shape else 0.0)
+            ref = site_outputs(copy.deepcopy(self.reference), site, self.ids, torch.float32)
+            clean = site_outputs(copy.deepcopy(self.clean), site, self.ids, self.dtype)
+            noise = {p: bm.relative_l2(clean[p], ref[p]) for p in ref
+                     if p in clean and clean[p].shape == ref[p].shape}
+            self._cache[site] = (ref, noise)
         return self._cache[site]
 
     def strength(self, bug):
         ref, noise = self._baseline(bug["site"])
         model = bm.plant(copy.deepcopy(self.clean), self.spec["family"], [bug], self.spec["seed"])
-        out = site_output(model, bug["site"], self.ids, self.dtype)
-        if out.shape != ref.shape:
-            return math.inf
-        error = bm.relative_l2(out, ref)
-        return error / noise if noise > 0 else (math.inf if error > 0 else 1.0)
+        outs = site_outputs(model, bug["site"], self.ids, self.dtype)
+        ratios = []
+        # Outputs one side leaves out (SDPA returns no attention weights) are not compared.
+        for position in noise:
+            out, expected = outs.get(position), ref[position]
+            if out is None or out.shape != expected.shape:
+                return math.inf
+            error = bm.relative_l2(out, expected)
+            floor = noise.get(position, 0.0)
+            ratios.append(error / floor if floor > 0 else (math.inf if error > 0 else 1.0))
+        return max(ratios) if ratios else math.inf
 
 
 def calibrate(meter, bug, wanted):
