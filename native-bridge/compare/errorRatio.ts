@@ -56,3 +56,30 @@ export function errorRatio(
   }
   return { ratio: Math.min(RATIO_CAP, targetVsReference.diffNorm / noise), noise, noiseSource };
 }
+
+/** Elements that differ between two integer (or boolean) tensors of one length. */
+export function countMismatches(target: ArrayLike<number>, reference: ArrayLike<number>): number {
+  let count = 0;
+  for (let i = 0; i < target.length; i++) if (target[i] !== reference[i]) count++;
+  return count;
+}
+
+/**
+ * The ratio of a discrete value (top-k indices, a routing or a mask): integers are decisions over
+ * floats, and a near tie flips under any rounding. Mismatched elements over the ones the
+ * low-precision reference mismatches, at least 1 % of the elements and at least one: flips at the
+ * rate rounding causes read as noise, more read as a divergence.
+ */
+export function discreteRatio(
+  targetMismatches: number,
+  lowPrecisionMismatches: number | undefined,
+  elements: number,
+): ErrorRatio {
+  const noise = Math.max(lowPrecisionMismatches ?? 0, 0.01 * elements, 1);
+  return {
+    ratio: Math.min(RATIO_CAP, targetMismatches / noise),
+    noise,
+    noiseSource:
+      lowPrecisionMismatches === undefined ? 'analytic-floor' : 'low-precision-reference',
+  };
+}

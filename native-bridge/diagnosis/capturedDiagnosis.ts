@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { errorRatio } from '../compare/errorRatio';
+import { countMismatches, discreteRatio, errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
 import {
@@ -13,7 +13,13 @@ import { PRESETS } from '../mapping/presets';
 import type { AlignedTensor } from '../mapping/transforms';
 import type { CaptureInfo, CapturedRecord } from '../runners/capturedRecord';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
-import { coarserDType, comparisonDType, MAX_FINITE } from '../tensors/dtypes';
+import {
+  coarserDType,
+  comparisonDType,
+  isFloatDType,
+  MAX_FINITE,
+  type FloatArray,
+} from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
 import type { DiagnosisObserver, RunRole } from './diagnose';
 import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
@@ -223,6 +229,7 @@ export async function runCapturedDiagnosis(
       continue;
     }
     let gap: PairMetrics | undefined;
+    let lowAligned: FloatArray | undefined;
     const lows = pair.reference.map((name) => lowByName.get(name));
     if (lows.every((r) => r !== undefined)) {
       try {
@@ -231,6 +238,7 @@ export async function runCapturedDiagnosis(
         const low = alignReferenceSide(pair, lows.map(tensor), tokens, []);
         if (low.data.length === aligned.reference.data.length) {
           gap = comparePair(low.data, aligned.reference.data);
+          lowAligned = low.data;
         }
       } catch {
         gap = undefined;
@@ -246,7 +254,14 @@ export async function runCapturedDiagnosis(
     });
     // With a measured gap the analytic bound only guards against a zero gap (values a cast leaves
     // exact): one unit roundoff, not γ of them. Whole-model captures at bf16 sit far below γ·u.
-    const ratio = errorRatio(metrics, gap, dtype, { floorFactor: gap ? 1 : floorFactor });
+    const lowData = gap ? lowAligned : undefined;
+    const ratio = isFloatDType(first.dtype)
+      ? errorRatio(metrics, gap, dtype, { floorFactor: gap ? 1 : floorFactor })
+      : discreteRatio(
+          countMismatches(aligned.target.data, aligned.reference.data),
+          lowData ? countMismatches(lowData, aligned.reference.data) : undefined,
+          metrics.elements,
+        );
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     else floorDType = coarserDType(floorDType, dtype);
     const { inputIndex, inputRatio } = tracksInputs
