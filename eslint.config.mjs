@@ -6,7 +6,7 @@ const noImport = (names, why) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bench-results/', 'samples/**/*.py'] },
+  { ignores: ['dist/', 'node_modules/', 'bench-results/', 'build/', '.venv/', 'samples/**/*.py'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

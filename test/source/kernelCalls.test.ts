@@ -31,13 +31,17 @@ const forwardOf = (className: string, line: number): SourceLocation => ({
   kind: 'forward',
 });
 
-/** A model whose `/model/act` node runs the ORT custom op ScaledTanh from the ekka.test domain. */
+/**
+ * A model whose `/model/act` node runs the ORT custom op ScaledTanh from the ekka.test domain; a
+ * head beside `model` keeps `model` a module of its own, not a wrapper around the whole model.
+ */
 function modelWithCustomOp(): Uint8Array {
   const model = onnx.ModelProto.decode(
     tinyModel([1, 4], { w: { dims: [4, 4], values: new Array<number>(16).fill(0.5) } }, [
       { name: '/model/proj/MatMul', op: 'MatMul', inputs: ['x', 'w'], output: 'h' },
       { name: '/model/act/ScaledTanh', op: 'ScaledTanh', inputs: ['h'], output: 'y' },
       { name: '/model/act_1/ScaledTanh', op: 'ScaledTanh', inputs: ['y'], output: 'z' },
+      { name: '/lm_head/MatMul', op: 'MatMul', inputs: ['z', 'w'], output: 'logits' },
     ]),
   );
   for (const node of model.graph!.node ?? []) {
