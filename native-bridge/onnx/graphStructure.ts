@@ -74,7 +74,30 @@ export interface ProducedValue {
    * graph output. Boundary values form the module-level series.
    */
   boundary: boolean;
+  /**
+   * True when the value is one of its module's inputs passed on unchanged but for its type or
+   * layout: a chain of casts and layout ops (Unsqueeze, Reshape, Transpose, ...) from a value the
+   * module reads. The TorchScript exporter hands such values on where tracing aliased them
+   * (`x.to(torch.float32)` of a float32 `x` is `x`, so a residual reads the norm's Cast) or where
+   * it merged equal ops of two layers (the second layer reads the first's `cos.unsqueeze(1)`); the
+   * dynamo exporter does not. It is not an output of the module's own computation, and it does
+   * not take a place among the module's outputs.
+   */
+  passThrough: boolean;
 }
+
+/** Ops that hand their first input's values on, at most rounded to another type or rearranged. */
+const PASS_THROUGH_OPS = new Set([
+  'Cast',
+  'CastLike',
+  'Identity',
+  'Unsqueeze',
+  'Squeeze',
+  'Reshape',
+  'Flatten',
+  'Transpose',
+  'Expand',
+]);
 
 export interface GraphStructure {
   /** Produced values in execution (node) order; Constant nodes are left out. */
@@ -102,6 +125,8 @@ export function analyzeGraph(graph: onnx.IGraphProto): GraphStructure {
     for (const output of node.output ?? []) if (output) producerModule.set(output, unit);
   });
 
+  const graphInputs = new Set((graph.input ?? []).map((i) => i.name ?? ''));
+  const isGraphInput = (name: string) => graphInputs.has(name);
   const leavesModule = new Set<string>((graph.output ?? []).map((o) => o.name ?? ''));
   const moduleInputs = new Map<string, string[]>();
   nodes.forEach((node, index) => {
@@ -113,6 +138,18 @@ export function analyzeGraph(graph: onnx.IGraphProto): GraphStructure {
       const list = moduleInputs.get(module) ?? [];
       if (!list.includes(input)) list.push(input);
       moduleInputs.set(module, list);
+    }
+  });
+
+  // Values that are a unit's input, handed on through type casts only.
+  const passThrough = new Set<string>();
+  nodes.forEach((node, index) => {
+    const info = infos[index]!;
+    const source = node.input?.[0];
+    if (!PASS_THROUGH_OPS.has(info.opType) || !source || !node.output?.[0]) return;
+    const from = producerModule.get(source);
+    if (from === info.unit ? passThrough.has(source) : from !== undefined || isGraphInput(source)) {
+      passThrough.add(node.output[0]);
     }
   });
 
@@ -128,6 +165,7 @@ export function analyzeGraph(graph: onnx.IGraphProto): GraphStructure {
         slot,
         key: slot === 0 ? info.opKey : `${info.opKey}:${slot}`,
         boundary: leavesModule.has(name),
+        passThrough: passThrough.has(name),
       });
     });
   });

@@ -32,8 +32,9 @@ export interface ActivationRecord {
   opKey: string;
   /**
    * Set on values that leave their module: `${module}@out${k}` for floats, `${module}@int${k}` for
-   * integers and bools, k counting the module's boundary values of that kind in order. These make
-   * up the module-level series.
+   * integers and bools, `${module}@pass${k}` for a module input handed on through casts (see
+   * ProducedValue.passThrough), k counting the module's boundary values of that kind in order.
+   * These make up the module-level series.
    */
   boundaryKey?: string;
   /** For boundary values: the values entering this module from other modules. */

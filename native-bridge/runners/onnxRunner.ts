@@ -440,9 +440,9 @@ export class OnnxCapture {
         data: tensor.data as TensorData,
       };
       if (value.boundary && dtype !== 'string') {
-        // Float outputs and integer/bool outputs (positions, indices, masks) count separately, so
-        // that a change in one kind never shifts the other's keys.
-        const kind = isFloatDType(dtype) ? 'out' : 'int';
+        // Float outputs, integer/bool outputs (positions, indices, masks) and inputs handed on
+        // through casts count separately, so that a change in one kind never shifts the others'.
+        const kind = value.passThrough ? 'pass' : isFloatDType(dtype) ? 'out' : 'int';
         const counter = `${record.module}@${kind}`;
         const ordinal = counters.boundaryOrdinals.get(counter) ?? 0;
         counters.boundaryOrdinals.set(counter, ordinal + 1);

@@ -85,6 +85,40 @@ describe('analyzeGraph', () => {
   });
 });
 
+it('tells a module input handed on through casts and layout ops from computed outputs', () => {
+  // A traced RMSNorm: its Cast of the input is what the residual reads; a weight's Cast and a
+  // Cast of a computed value are not inputs handed on.
+  const norm = analyzeGraph(
+    onnx.GraphProto.create({
+      input: [{ name: 'h' }],
+      output: [{ name: 'y' }],
+      node: [
+        { name: '/prev/Relu', opType: 'Relu', input: ['h'], output: ['x'] },
+        { name: '/norm/Cast', opType: 'Cast', input: ['x'], output: ['x32'] },
+        { name: '/norm/Unsqueeze', opType: 'Unsqueeze', input: ['x32', 'axes'], output: ['xu'] },
+        { name: '/norm/Cast_1', opType: 'Cast', input: ['w'], output: ['w32'] },
+        { name: '/norm/Mul', opType: 'Mul', input: ['x32', 'w32'], output: ['n'] },
+        { name: '/norm/Cast_2', opType: 'Cast', input: ['n'], output: ['n16'] },
+        { name: '/Cast', opType: 'Cast', input: ['h'], output: ['h16'] },
+        { name: '/next/Add', opType: 'Add', input: ['n16', 'xu'], output: ['s'] },
+        { name: '/next/Add_1', opType: 'Add', input: ['s', 'h16'], output: ['y'] },
+      ],
+    }),
+  );
+  const passed = Object.fromEntries(norm.values.map((v) => [v.name, v.passThrough]));
+  assert.deepEqual(passed, {
+    x: false,
+    x32: true,
+    xu: true,
+    w32: false,
+    n: false,
+    n16: false,
+    h16: true,
+    s: false,
+    y: false,
+  });
+});
+
 describe('readOnnxModel and exposeIntermediates', () => {
   it('exposes every non-Constant node output of the sample as a graph output', async () => {
     const file = await readOnnxModel(REFERENCE);
