@@ -46,6 +46,8 @@ export interface CapturedDiagnosisConfig {
   target: CapturedRunConfig;
   reference: CapturedRunConfig;
   referenceLowPrecision?: CapturedRunConfig;
+  /** True when the low-precision reference was not written but derived from the reference. */
+  derivedLowPrecision?: boolean;
   mapping: MappingConfig;
   thresholds: Thresholds;
 }
@@ -150,7 +152,7 @@ export async function resolveCapturedConfig(
     name?: string;
     target: RawRun;
     reference: RawRun;
-    referenceLowPrecision?: RawRun;
+    referenceLowPrecision?: RawRun | false;
     input?: string;
     mapping?: Partial<MappingConfig> & { preset?: string };
     thresholds: Thresholds;
@@ -188,6 +190,19 @@ export async function resolveCapturedConfig(
       input,
       file,
     );
+  } else if (raw.referenceLowPrecision === undefined) {
+    // Measured noise is the default, as for ONNX runs: a PyTorch reference at float32 runs again
+    // at the PyTorch target's dtype.
+    const { target, reference } = config;
+    if (
+      target.kind === 'pytorch' &&
+      target.dtype !== 'float32' &&
+      reference.kind === 'pytorch' &&
+      reference.dtype === 'float32'
+    ) {
+      config.referenceLowPrecision = { ...reference, dtype: target.dtype };
+      config.derivedLowPrecision = true;
+    }
   }
   return config;
 }

@@ -19,8 +19,10 @@ import {
   isFloatDType,
   MAX_FINITE,
   type FloatArray,
+  type FloatDType,
 } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
+import { derivedLowPrecisionNote } from './config';
 import type { DiagnosisObserver, RunRole } from './diagnose';
 import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
 import type {
@@ -189,6 +191,7 @@ export async function runCapturedDiagnosis(
   let usedMeasuredNoise = false;
   let floorDType: ReturnType<typeof comparisonDType> = 'float32';
   const floorFactor = config.thresholds.noiseFloorFactor;
+  const targetPrecision = computePrecision(config.target);
 
   const classOf = new Map<string, CapturedRecord>();
   for (const record of target.records) {
@@ -247,7 +250,12 @@ export async function runCapturedDiagnosis(
     // A module input belongs to the code that computed it: the calling module's class.
     const first = targets[0]!;
     const owner = pair.inputOf ? (classOf.get(pair.module) ?? first) : first;
-    const dtype = comparisonDType(first.dtype);
+    // A value the target holds in float32 inside a low-precision run (a router's softmax over
+    // bfloat16 logits) carries the run's rounding: its noise is the coarser of the two, as on the
+    // ONNX path.
+    const dtype = isFloatDType(first.dtype)
+      ? coarserDType(comparisonDType(first.dtype), targetPrecision)
+      : comparisonDType(first.dtype);
     const metrics = comparePair(aligned.target.data, aligned.reference.data, {
       ...DEFAULT_COMPARE,
       referenceLimit: MAX_FINITE[dtype],
@@ -356,6 +364,9 @@ export async function runCapturedDiagnosis(
     );
   }
   warnings.push(...seriesWarnings(series));
+  if (config.derivedLowPrecision && config.referenceLowPrecision?.kind === 'pytorch') {
+    warnings.push(derivedLowPrecisionNote(config.referenceLowPrecision.dtype));
+  }
   if (premiseNotes.length > 0) {
     warnings.push(
       `preset ${config.mapping.preset}: ${premiseNotes.length} rules not applied where the target matches the reference's same-path module better (${premiseNotes.slice(0, 3).join(', ')}${premiseNotes.length > 3 ? ', …' : ''})`,
@@ -397,4 +408,11 @@ export async function runCapturedDiagnosis(
   if (config.name) result.name = config.name;
   if (config.file) result.config = config.file;
   return result;
+}
+
+/** The precision a target run computes in, where its configuration says (dumps do not). */
+function computePrecision(run: CapturedRunConfig): FloatDType {
+  if (run.kind === 'pytorch') return run.dtype;
+  if (run.kind === 'onnx') return run.options.precision ?? 'float32';
+  return 'float32';
 }

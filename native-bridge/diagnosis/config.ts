@@ -221,3 +221,8 @@ export async function loadConfig(file: string): Promise<DiagnosisConfig> {
   const content = await readJsonFile(file, 'config');
   return resolveConfig(content, path.dirname(path.resolve(file)), file);
 }
+
+/** The warning of a diagnosis whose low-precision reference was derived, not written. */
+export function derivedLowPrecisionNote(precision: string): string {
+  return `no referenceLowPrecision given: the reference also ran at ${precision} to measure the noise ("referenceLowPrecision": false divides by the analytic floor instead)`;
+}

@@ -21,7 +21,7 @@ import {
   type FloatArray,
   type FloatDType,
 } from '../tensors/dtypes';
-import type { DiagnosisConfig } from './config';
+import { derivedLowPrecisionNote, type DiagnosisConfig } from './config';
 import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
 import { runSchedule, type RunRole, type ScheduledRun } from './lockstep';
 import type { DiagnosisResult, SeriesPoint, Suspect, UnmatchedRecord } from './result';
@@ -400,9 +400,7 @@ export async function runDiagnosis(
     }
     warnings.push(...seriesWarnings(series));
     if (config.derivedLowPrecision && config.referenceLowPrecision) {
-      warnings.push(
-        `no referenceLowPrecision given: the reference also ran at ${config.referenceLowPrecision.precision} to measure the noise ("referenceLowPrecision": false divides by the analytic floor instead)`,
-      );
+      warnings.push(derivedLowPrecisionNote(config.referenceLowPrecision.precision ?? 'float32'));
     }
     const unscoped = unscopedShare(schedule.captures.get('target')?.structure.values ?? []);
     if (unscoped) warnings.push(unscoped);

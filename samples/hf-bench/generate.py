@@ -220,8 +220,10 @@ def pytorch_config(spec, precision, low_precision_reference):
     config = {"name": spec["id"], "target": side("target", precision),
               "reference": side("reference", "float32"),
               "mapping": {"preset": PRESETS[spec["family"]]}}
-    if low_precision_reference and precision != "float32":
-        config["referenceLowPrecision"] = side("reference", precision)
+    if precision != "float32":
+        # Left out, the diagnosis would derive the low-precision reference itself.
+        config["referenceLowPrecision"] = (side("reference", precision)
+                                           if low_precision_reference else False)
     return config
 
 

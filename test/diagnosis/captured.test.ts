@@ -106,6 +106,35 @@ describe('cross-framework diagnosis of captured runs', () => {
     assert.equal(result.suspects[0]?.source?.file, 'qkv_proj.py');
   });
 
+  it('measures a float32 value of a low-precision run against the run’s precision', async () => {
+    // Every target value off by 2⁻¹⁰ relative: bfloat16 rounding, far beyond float32's.
+    const rounded: CaptureSource = async (run, role, signal) => {
+      const captured = await source({})(run, role, signal);
+      if (role !== 'target') return captured;
+      const records = captured.records.map((r) => ({
+        ...r,
+        data: Float32Array.from(r.data as Float32Array, (v) => v * (1 + 2 ** -10)),
+      }));
+      return { ...captured, records };
+    };
+    const at = (dtype: 'float32' | 'bfloat16'): CapturedDiagnosisConfig => ({
+      ...config(),
+      target: {
+        kind: 'pytorch',
+        factoryFile: '/src/f.py',
+        factoryFunction: 'f',
+        dtype,
+        device: 'cpu',
+      },
+    });
+    const float32 = await runCapturedDiagnosis(at('float32'), rounded);
+    assert.ok(Math.min(...float32.series.map((p) => p.ratio)) > 2, 'a float32 run diverges');
+    const bfloat16 = await runCapturedDiagnosis(at('bfloat16'), rounded);
+    assert.ok(Math.max(...bfloat16.series.map((p) => p.ratio)) < 0.1, 'a bfloat16 run is quiet');
+    assert.equal(bfloat16.changePoint, null);
+    assert.deepEqual(bfloat16.suspects, []);
+  });
+
   it('finds a bug that only the decode step shows', async () => {
     const result = await runCapturedDiagnosis(config(), source({ decodeBugInLayer: 0 }));
     const prefill = result.series.filter((p) => p.call === 1);

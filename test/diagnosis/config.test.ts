@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { resolveCapturedConfig } from '../../native-bridge/diagnosis/capturedConfig';
 import { loadConfig, resolveConfig } from '../../native-bridge/diagnosis/config';
 import { EkkaError } from '../../native-bridge/errors';
 import { scratchDir } from '../support/tinyOnnx';
@@ -40,6 +41,29 @@ describe('diagnosis config', () => {
     });
     assert.equal(config.source?.entryClass, 'TargetForCausalLM');
     assert.deepEqual(config.source?.searchPaths, [CASE, path.resolve('samples/tiny-llama')]);
+  });
+
+  it('derives a PyTorch low-precision reference from a float32 reference, unless told not to', async () => {
+    const dir = path.resolve('samples/serving-llama/cases/control-tp2');
+    const runs = {
+      target: { kind: 'pytorch', factory: 'target.py:build', dtype: 'bfloat16' },
+      reference: { kind: 'pytorch', factory: '../../reference.py:build', dtype: 'float32' },
+    };
+    const derived = await resolveCapturedConfig(runs, dir, 'ekka.json');
+    assert.equal(derived.derivedLowPrecision, true);
+    assert.deepEqual(derived.referenceLowPrecision, { ...derived.reference, dtype: 'bfloat16' });
+    const analytic = await resolveCapturedConfig(
+      { ...runs, referenceLowPrecision: false },
+      dir,
+      'ekka.json',
+    );
+    assert.equal(analytic.referenceLowPrecision, undefined);
+    const fullPrecision = await resolveCapturedConfig(
+      { ...runs, target: { ...runs.target, dtype: 'float32' } },
+      dir,
+      'ekka.json',
+    );
+    assert.equal(fullPrecision.referenceLowPrecision, undefined);
   });
 
   it('suggests the closest key for a typo', () =>
