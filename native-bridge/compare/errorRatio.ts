@@ -11,6 +11,13 @@ export interface NoiseFloorOptions {
    * optimizations stay below that on the bundled sample (see docs/error-model.md).
    */
   floorFactor: number;
+  /**
+   * ‖fl(Y_R) − Y_R‖ at the target's precision (tensors/roundingErrorNorm). With a low-precision
+   * reference it replaces the analytic floor as the guard under the measured gap: no run of that
+   * precision gets closer than storing the reference in it, and a value exact in it (a mask) has
+   * no rounding noise at all.
+   */
+  roundingNorm?: number;
 }
 
 export const DEFAULT_NOISE_FLOOR: NoiseFloorOptions = { floorFactor: 64 };
@@ -28,8 +35,10 @@ export interface ErrorRatio {
 /**
  * The robust error ratio of one module: the target's distance from the full-precision reference,
  * divided by the distance the reference itself travels when run at the target's precision. Where
- * no low-precision reference exists, or its gap is below the analytic bound for `dtype`, the
- * analytic floor γ · u · (||Y_R|| + √n · min normal) stands in, so all-fp32 diagnoses still read "≈1 means noise".
+ * no low-precision reference exists, the analytic floor γ · u · (||Y_R|| + √n · min normal) stands
+ * in, so all-fp32 diagnoses still read "≈1 means noise". With one, the gap is guarded from below
+ * by the reference's own rounding to the target's type when `roundingNorm` is given (a gap of zero
+ * on values a cast leaves exact), else by the analytic floor.
  *
  * Non-finite values: a target with more NaN/Inf mismatches than the low-precision reference has
  * (i.e. not explained by precision) gets the capped ratio.
@@ -42,11 +51,15 @@ export function errorRatio(
 ): ErrorRatio {
   // Rounding error is relative for normal numbers and absolute (one subnormal step) below them,
   // so an all-zero reference still has a floor: γ·u·(‖Y_R‖ + √n · min normal).
+  const subnormalStep = Math.sqrt(targetVsReference.elements) * MIN_NORMAL[dtype];
+  const rounding = lowPrecisionVsReference ? options.roundingNorm : undefined;
   const analytic =
-    options.floorFactor *
-    UNIT_ROUNDOFF[dtype] *
-    (targetVsReference.referenceNorm + Math.sqrt(targetVsReference.elements) * MIN_NORMAL[dtype]);
-  const measured = lowPrecisionVsReference?.diffNorm ?? 0;
+    rounding !== undefined
+      ? UNIT_ROUNDOFF[dtype] * subnormalStep
+      : options.floorFactor *
+        UNIT_ROUNDOFF[dtype] *
+        (targetVsReference.referenceNorm + subnormalStep);
+  const measured = Math.max(lowPrecisionVsReference?.diffNorm ?? 0, rounding ?? 0);
   const noise = Math.max(measured, analytic, Number.MIN_VALUE);
   const noiseSource: NoiseSource =
     measured > analytic ? 'low-precision-reference' : 'analytic-floor';

@@ -18,6 +18,7 @@ import {
   comparisonDType,
   isFloatDType,
   MAX_FINITE,
+  roundingErrorNorm,
   type FloatArray,
   type FloatDType,
 } from '../tensors/dtypes';
@@ -260,11 +261,12 @@ export async function runCapturedDiagnosis(
       ...DEFAULT_COMPARE,
       referenceLimit: MAX_FINITE[dtype],
     });
-    // With a measured gap the analytic bound only guards against a zero gap (values a cast leaves
-    // exact): one unit roundoff, not γ of them. Whole-model captures at bf16 sit far below γ·u.
+    // With a measured gap, the reference's own rounding to the target's type guards it from below
+    // (values a cast leaves exact); whole-model captures at bf16 sit far below the analytic γ·u.
     const lowData = gap ? lowAligned : undefined;
+    const roundingNorm = gap ? roundingErrorNorm(aligned.reference.data, dtype) : undefined;
     const ratio = isFloatDType(first.dtype)
-      ? errorRatio(metrics, gap, dtype, { floorFactor: gap ? 1 : floorFactor })
+      ? errorRatio(metrics, gap, dtype, { floorFactor, roundingNorm })
       : discreteRatio(
           countMismatches(aligned.target.data, aligned.reference.data),
           lowData ? countMismatches(lowData, aligned.reference.data) : undefined,

@@ -15,6 +15,7 @@ import {
   coarserDType,
   isFloatDType,
   MAX_FINITE,
+  roundingErrorNorm,
   toFloatArray,
   toNumberArray,
   comparisonDType,
@@ -217,7 +218,10 @@ export async function runDiagnosis(
     // Integers and bools (positions, indices, masks) must match exactly: any difference diverges.
     const ratio: ErrorRatio = exact
       ? { ratio: metrics.diffNorm > 0 ? RATIO_CAP : 0, noise: 0, noiseSource: 'analytic-floor' }
-      : errorRatio(metrics, gap, dtype, { floorFactor });
+      : errorRatio(metrics, gap, dtype, {
+          floorFactor,
+          roundingNorm: gap ? roundingErrorNorm(ref.data, runDType) : undefined,
+        });
     return { data, metrics, ratio, runDType, compareOptions };
   };
 

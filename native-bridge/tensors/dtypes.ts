@@ -129,3 +129,41 @@ export function toNumberArray(
   if (isFloatDType(dtype)) return toFloatArray(dtype, data as ArrayLike<number>);
   return Float64Array.from(data as ArrayLike<number | bigint>, Number);
 }
+
+/** Significand bits (the implicit one included) and the smallest normal exponent of each type. */
+const PRECISION: Record<FloatDType, { bits: number; minExponent: number }> = {
+  float64: { bits: 53, minExponent: -1022 },
+  float32: { bits: 24, minExponent: -126 },
+  float16: { bits: 11, minExponent: -14 },
+  bfloat16: { bits: 8, minExponent: -126 },
+};
+
+/**
+ * x rounded to the nearest value of `dtype` (ties away from zero; subnormals kept, overflow left
+ * unrounded): what storing x in that type does to it.
+ */
+export function roundToDType(x: number, dtype: FloatDType): number {
+  if (dtype === 'float64' || x === 0 || !Number.isFinite(x)) return x;
+  if (dtype === 'float32') return Math.fround(x);
+  const { bits, minExponent } = PRECISION[dtype];
+  const magnitude = Math.abs(x);
+  let exponent = Math.floor(Math.log2(magnitude));
+  if (2 ** exponent > magnitude) exponent--;
+  const ulp = 2 ** (Math.max(exponent, minExponent) - (bits - 1));
+  return Math.sign(x) * Math.round(magnitude / ulp) * ulp;
+}
+
+/**
+ * ‖fl(x) − x‖₂ over the finite values: the error a run of `dtype` cannot escape, since every
+ * value it holds is of that type. Zero where the values are exact in it (masks, integers).
+ */
+export function roundingErrorNorm(values: ArrayLike<number>, dtype: FloatDType): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i]!;
+    if (!Number.isFinite(x)) continue;
+    const d = roundToDType(x, dtype) - x;
+    sum += d * d;
+  }
+  return Math.sqrt(sum);
+}
