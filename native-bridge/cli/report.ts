@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
 import type { KernelLocation } from '../source/cppLocator';
+import { localEvidence } from '../report/formatting';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -151,7 +152,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     const top = result.suspects[0];
     if (!cp) {
       lines.push(
-        `Local divergence at #${top!.index}: ${moduleName(top!.module)} (ratio ${fmt(top!.ratio)}); it does not persist downstream, so there is no change point.`,
+        `Local divergence at #${top!.index}: ${moduleName(top!.module)} (${localEvidence(top!, result.thresholds.ratio)}); it does not persist downstream, so there is no change point.`,
         '',
       );
     } else {

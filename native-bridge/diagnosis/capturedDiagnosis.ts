@@ -1,3 +1,4 @@
+import { largestInput } from '../localize/suspects';
 import * as path from 'node:path';
 import { countMismatches, discreteRatio, errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
@@ -82,19 +83,15 @@ function measuredInputs(
   indexByTarget: ReadonlyMap<string, number>,
   consumedInputs: ReadonlyMap<string, number>,
 ): { inputIndex?: number; inputRatio: number } {
-  let inputIndex: number | undefined;
-  let inputRatio = 1;
-  for (const target of targets) {
-    for (const name of target.inputs ?? []) {
-      const consumer = `${target.module}#${target.call}|${name}`;
-      const index = consumedInputs.get(consumer) ?? indexByTarget.get(name);
-      if (index !== undefined && series[index]!.ratio > inputRatio) {
-        inputRatio = series[index]!.ratio;
-        inputIndex = index;
-      }
-    }
-  }
-  return inputIndex === undefined ? { inputRatio } : { inputIndex, inputRatio };
+  return largestInput(
+    series,
+    targets.flatMap((target) =>
+      (target.inputs ?? []).map(
+        (name) =>
+          consumedInputs.get(`${target.module}#${target.call}|${name}`) ?? indexByTarget.get(name),
+      ),
+    ),
+  );
 }
 
 /**

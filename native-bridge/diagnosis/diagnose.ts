@@ -1,3 +1,4 @@
+import { largestInput } from '../localize/suspects';
 import * as path from 'node:path';
 import type { Tensor } from 'onnxruntime-node';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
@@ -290,18 +291,13 @@ export async function runDiagnosis(
           },
         ).ratio < thresholds.ratio,
     );
-    let inputRatio = 1;
-    let inputIndex: number | undefined;
     const unpairedInput = (record.moduleInputs ?? [])
       .map((name) => unpairedProducer.get(name))
       .find((producer) => producer !== undefined);
-    for (const input of record.moduleInputs ?? []) {
-      const index = seriesIndexByValue.get(input);
-      if (index !== undefined && series[index]!.ratio > inputRatio) {
-        inputRatio = series[index]!.ratio;
-        inputIndex = index;
-      }
-    }
+    const { inputIndex, inputRatio } = largestInput(
+      series,
+      (record.moduleInputs ?? []).map((input) => seriesIndexByValue.get(input)),
+    );
     seriesIndexByValue.set(record.name, series.length);
     const point: SeriesPoint = {
       index: series.length,

@@ -25,7 +25,11 @@ export function localizeSeries(
       minSigma: 0.1,
     },
   );
-  const options = { threshold: thresholds.ratio, maxSuspects: thresholds.maxSuspects };
+  const options = {
+    threshold: thresholds.ratio,
+    maxSuspects: thresholds.maxSuspects,
+    floorFactor: thresholds.noiseFloorFactor,
+  };
   const ranked = rankSuspects(series, { ...options, maxSuspects: Infinity });
   if (detection.index !== null) {
     const origin = series[originOf(series, detection.index, thresholds.ratio)]!;

@@ -29,7 +29,7 @@ export interface SeriesPoint {
   noiseSource: NoiseSource;
   /** Largest ratio among the values entering this module from other modules (1 when none). */
   inputRatio: number;
-  /** Series index of the input that carries `inputRatio`. */
+  /** Series index of the input with the largest ratio, set whenever one is in the series. */
   inputIndex?: number;
   /** Captured runs: where the module's class is defined (relative like a suspect's source). */
   source?: { file: string; line: number };
@@ -60,7 +60,10 @@ export interface Suspect {
   op: string;
   node: string;
   ratio: number;
-  /** ln(ratio / input ratio): the error this module adds on top of what it receives. */
+  /**
+   * ln(ratio / input ratio): the error this module adds on top of what it receives. Under the
+   * analytic floor (ratio below the threshold) the unclamped ratio of its largest input is used.
+   */
   ownJump: number;
   /**
    * `local`: its inputs are within noise and its output is not, so the error starts here;

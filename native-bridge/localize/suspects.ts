@@ -33,6 +33,30 @@ export interface SeriesPointForRanking {
   rewired?: { module: string };
   /** When a value the module reads has no counterpart in the other run: who produced it. */
   unpairedInput?: { module: string };
+  /** What the ratio is measured against; 'analytic-floor' enables the sub-floor test. */
+  noiseSource?: string;
+  /** The value's type: the sub-floor test reads floats only (a flipped index is no rounding). */
+  dtype?: string;
+}
+
+/**
+ * The input a point reads with the largest ratio: `inputIndex` is set whenever one of its inputs
+ * is in the series (below noise too: the edge is what the rate-of-change and sub-floor tests
+ * read), `inputRatio` is that ratio but at least 1.
+ */
+export function largestInput(
+  series: readonly { ratio: number }[],
+  indices: Iterable<number | undefined>,
+): { inputIndex?: number; inputRatio: number } {
+  let inputIndex: number | undefined;
+  for (const index of indices) {
+    if (index === undefined || !series[index]) continue;
+    if (inputIndex === undefined || series[index].ratio > series[inputIndex]!.ratio) {
+      inputIndex = index;
+    }
+  }
+  if (inputIndex === undefined) return { inputRatio: 1 };
+  return { inputIndex, inputRatio: Math.max(1, series[inputIndex]!.ratio) };
 }
 
 export type SuspectKind = 'local' | 'amplifier';
@@ -50,13 +74,42 @@ export interface RankedSuspect {
 export interface RankingOptions {
   threshold: number;
   maxSuspects: number;
+  /** γ of the analytic floor: a ratio of k/γ there is k unit roundoffs of relative error. */
+  floorFactor: number;
 }
 
-export const DEFAULT_RANKING: RankingOptions = { threshold: 2, maxSuspects: 5 };
+export const DEFAULT_RANKING: RankingOptions = { threshold: 2, maxSuspects: 5, floorFactor: 64 };
 
 export function ownJump(ratio: number, inputRatio: number): number {
   return Math.log(Math.max(ratio, 1)) - Math.log(Math.max(inputRatio, 1));
 }
+
+/**
+ * The own jump of a float16/bfloat16 value measured against the analytic floor, when it is a
+ * divergence the floor hides: γ·u bounds what a whole chain of correct modules may accumulate, so
+ * a module's error can stay under it and still be its own. Such a point is a local divergence
+ * when its error is threshold² times the largest error it reads (correct modules stay under
+ * 1.6 × on the benchmark's dev split) and at least `threshold` unit roundoffs (one rounding of an
+ * exact input gives half of one). Returns the jump in log units, or undefined when the test does
+ * not apply or fails.
+ */
+export function subFloorJump(
+  point: SeriesPointForRanking,
+  inputLevel: number,
+  options: Pick<RankingOptions, 'threshold' | 'floorFactor'>,
+): number | undefined {
+  if (point.noiseSource !== 'analytic-floor' || point.ratio >= options.threshold) return undefined;
+  // At float16/bfloat16 a correct module's own error is the rounding of its output (its sums run
+  // in float32); a float32 value carries its reduction order instead (a tensor-parallel sum reads
+  // several u), and the floor there is tight already.
+  if (point.dtype !== undefined && !LOW_PRECISION.has(point.dtype)) return undefined;
+  const unit = 1 / options.floorFactor;
+  if (!(point.ratio >= options.threshold * unit)) return undefined;
+  const jump = Math.log(point.ratio / Math.max(inputLevel, unit / 2));
+  return jump >= 2 * Math.log(options.threshold) ? jump : undefined;
+}
+
+const LOW_PRECISION = new Set(['float16', 'bfloat16']);
 
 /** How a point reads: local divergence, amplifier, or neither. */
 export function classifyPoint(
@@ -82,9 +135,11 @@ export function rankSuspects(
   const byModule = new Map<string, RankedSuspect>();
   const order: string[] = [];
   for (const point of points) {
-    const kind = classifyPoint(point, options.threshold);
+    const input = point.inputIndex === undefined ? undefined : points[point.inputIndex];
+    const below = subFloorJump(point, input?.ratio ?? 0, options);
+    const kind = below === undefined ? classifyPoint(point, options.threshold) : 'local';
     if (!kind) continue;
-    const jump = ownJump(point.ratio, point.inputRatio);
+    const jump = below ?? ownJump(point.ratio, point.inputRatio);
     // A module that computes correctly on a wrongly wired input: the jump belongs to the wiring.
     const module = point.unpairedInput?.module ?? point.rewired?.module ?? point.module;
     const known = byModule.get(module);
@@ -94,7 +149,11 @@ export function rankSuspects(
       ratio: point.ratio,
       ownJump: jump,
       kind,
-      confidence: suspectConfidence(jump, kind, options.threshold),
+      // Under the floor the bar is threshold², and the evidence is weaker: half the score.
+      confidence:
+        below === undefined
+          ? suspectConfidence(jump, kind, options.threshold)
+          : suspectConfidence(below - Math.log(options.threshold), kind, options.threshold) / 2,
     };
     if (!known) {
       order.push(module);

@@ -12,3 +12,16 @@ export function formatRatio(value: number): string {
 export function moduleName(module: string): string {
   return module || '(root)';
 }
+
+/**
+ * A local divergence's evidence as the verdict states it: its ratio and, when that stays under
+ * the threshold (a divergence below the analytic floor), how much it multiplies what it reads.
+ */
+export function localEvidence(
+  suspect: { ratio: number; ownJump: number },
+  threshold: number,
+): string {
+  const ratio = `ratio ${formatRatio(suspect.ratio)}`;
+  if (suspect.ratio >= threshold) return ratio;
+  return `${ratio}, under the analytic floor but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
+}

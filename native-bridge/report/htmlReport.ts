@@ -6,7 +6,7 @@ import { parseAnnotations } from '../annotations/annotationStore';
 import { ROOT_CAUSES } from '../annotations/taxonomy';
 import type { DiagnosisResult, Suspect } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
-import { formatRatio, moduleName } from './formatting';
+import { formatRatio, localEvidence, moduleName } from './formatting';
 
 /**
  * What the report page's script reads from `<script type="application/json" id="ekka-report-data">`
@@ -183,7 +183,7 @@ function verdict(result: DiagnosisResult): string {
   const cp = result.changePoint;
   const first = result.suspects[0];
   if (!cp && first) {
-    return `<p class="verdict bad">Local divergence at #${first.index}: ${code(moduleName(first.module))} (ratio ${fmt(first.ratio)}); it does not persist downstream, so there is no change point.</p>`;
+    return `<p class="verdict bad">Local divergence at #${first.index}: ${code(moduleName(first.module))} (${localEvidence(first, result.thresholds.ratio)}); it does not persist downstream, so there is no change point.</p>`;
   }
   if (!cp) {
     const worst = result.series.reduce<DiagnosisResult['series'][number] | undefined>(

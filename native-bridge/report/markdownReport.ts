@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { describeKernel, describeNoise } from './htmlReport';
-import { formatRatio, moduleName } from './formatting';
+import { formatRatio, localEvidence, moduleName } from './formatting';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
@@ -85,7 +85,7 @@ export function renderMarkdownReport(
   } else if (result.suspects[0]) {
     const top = result.suspects[0];
     out.push(
-      `**Local divergence at #${top.index}: ${markdownCode(moduleName(top.module))}** (ratio ${fmt(top.ratio)}, threshold ${fmt(result.thresholds.ratio)}); it does not persist downstream, so there is no change point.`,
+      `**Local divergence at #${top.index}: ${markdownCode(moduleName(top.module))}** (${localEvidence(top, result.thresholds.ratio)}, threshold ${fmt(result.thresholds.ratio)}); it does not persist downstream, so there is no change point.`,
     );
   } else {
     out.push(`**No divergence above noise** (threshold ${fmt(result.thresholds.ratio)}).`);

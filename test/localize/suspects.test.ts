@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import {
   classifyPoint,
+  DEFAULT_RANKING,
   originOf,
   ownJump,
   rankSuspects,
@@ -115,6 +116,39 @@ describe('rankSuspects (along the data path)', () => {
     assert.deepEqual(modules(points), ['model.layers.1']);
   });
 
+  it('under the analytic floor, names a module that multiplies the error it reads by 14', () => {
+    // A bfloat16 run without a low-precision reference (γ = 64): correct modules read 1–2 u
+    // (ratio 0.016–0.03); the residual add scaled in model.layers.1 reads 28 u (0.435).
+    const floor = (p: SeriesPointForRanking): SeriesPointForRanking => ({
+      ...p,
+      noiseSource: 'analytic-floor',
+      dtype: 'bfloat16',
+    });
+    const points = [
+      floor(point(0, 'model.embed_tokens', 0.007)),
+      floor(point(1, 'model.layers.0', 0.016, 1, 0)),
+      floor(point(2, 'model.layers.1.self_attn', 0.031, 1, 1)),
+      floor(point(3, 'model.layers.1', 0.435, 1, 2)),
+      floor(point(4, 'model.layers.2.mlp', 0.6, 1, 3)),
+      // A router's flipped index is no rounding: the sub-floor test skips integers.
+      { ...floor(point(5, 'model.layers.2.mlp.gate', 0.9, 1, 4)), dtype: 'int64' },
+    ];
+    const ranked = rankSuspects(points);
+    assert.deepEqual(
+      ranked.map((s) => [s.module, s.kind]),
+      [['model.layers.1', 'local']],
+    );
+    assertClose(ranked[0]!.ownJump, Math.log(0.435 / 0.031));
+    assert.ok(ranked[0]!.confidence > 0 && ranked[0]!.confidence < 0.5);
+    // The same point measured against a low-precision reference is judged by the threshold.
+    const measured = points.map((p) => ({ ...p, noiseSource: 'low-precision-reference' }));
+    assert.deepEqual(modules(measured), []);
+    // A value with no compared input at 6 u is its own; the module after it, at 1.6 × (what
+    // correct modules reach), is not; nor is a value under 2 u.
+    assert.deepEqual(modules([floor(point(0, 'a', 0.1)), floor(point(1, 'b', 0.16, 1, 0))]), ['a']);
+    assert.deepEqual(modules([floor(point(0, 'a', 0.002)), floor(point(1, 'b', 0.03, 1, 0))]), []);
+  });
+
   it('names no one on a series within noise', () => {
     const points = Array.from({ length: 40 }, (_, i) => point(i, `m${i}`, 0.8 + (i % 5) * 0.2, 1));
     assert.deepEqual(modules(points), []);
@@ -122,7 +156,7 @@ describe('rankSuspects (along the data path)', () => {
 
   it('keeps at most maxSuspects, first in data order', () => {
     const points = Array.from({ length: 8 }, (_, i) => point(i, `m${i}`, 100));
-    const ranked = rankSuspects(points, { threshold: 2, maxSuspects: 3 });
+    const ranked = rankSuspects(points, { ...DEFAULT_RANKING, maxSuspects: 3 });
     assert.deepEqual(
       ranked.map((s) => s.module),
       ['m0', 'm1', 'm2'],
