@@ -1,8 +1,8 @@
-import { largestInput } from '../localize/suspects';
 import * as path from 'node:path';
 import { countMismatches, discreteRatio, errorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { EkkaError } from '../errors';
+import { largestInput } from '../localize/suspects';
 import {
   alignPair,
   alignReferenceSide,
@@ -261,9 +261,11 @@ export async function runCapturedDiagnosis(
     // With a measured gap, the reference's own rounding to the target's type guards it from below
     // (values a cast leaves exact); whole-model captures at bf16 sit far below the analytic γ·u.
     const lowData = gap ? lowAligned : undefined;
-    const roundingNorm = gap ? roundingErrorNorm(aligned.reference.data, dtype) : undefined;
     const ratio = isFloatDType(first.dtype)
-      ? errorRatio(metrics, gap, dtype, { floorFactor, roundingNorm })
+      ? errorRatio(metrics, gap, dtype, {
+          floorFactor,
+          roundingNorm: gap ? roundingErrorNorm(aligned.reference.data, dtype) : undefined,
+        })
       : discreteRatio(
           countMismatches(aligned.target.data, aligned.reference.data),
           lowData ? countMismatches(lowData, aligned.reference.data) : undefined,

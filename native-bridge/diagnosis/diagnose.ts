@@ -1,10 +1,10 @@
-import { largestInput } from '../localize/suspects';
 import * as path from 'node:path';
 import type { Tensor } from 'onnxruntime-node';
 import { errorRatio, RATIO_CAP, type ErrorRatio } from '../compare/errorRatio';
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import { describeCause, EkkaError } from '../errors';
 import { findRewiring } from '../localize/rewiring';
+import { largestInput } from '../localize/suspects';
 import type { ActivationRecord } from '../runners/activationRecord';
 import type { ProducedValue } from '../onnx/graphStructure';
 import { readInputFile } from '../runners/inputFile';

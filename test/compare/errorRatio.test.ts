@@ -21,7 +21,7 @@ describe('discrete values (indices, routing, masks)', () => {
 
 describe('the rounding guard under a measured gap', () => {
   it('rounds to float16 and bfloat16 as storing the value does', () => {
-    // 1 + 2^-11 is a float16 tie; 1 + 2^-10 is exact; 1/3 in float16 is 0x3555 = 0.333251953125.
+    // 1 + 2^-10 is exact in float16; 1/3 in float16 is 0x3555 = 0.333251953125.
     assert.equal(roundToDType(1 + 2 ** -10, 'float16'), 1 + 2 ** -10);
     assert.equal(roundToDType(1 / 3, 'float16'), 0.333251953125);
     assert.equal(roundToDType(-1 / 3, 'float16'), -0.333251953125);
