@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { EkkaError, describeCause } from '../errors';
-import { applyExporterScopes, readNodeMetadata, type ScopeRewrite } from './nodeScopes';
+import { exposeFoldedConstants } from './foldedConstants';
+import { applyExporterScopes, readGraphMetadata, type ScopeRewrite } from './nodeScopes';
 
 /** A decoded ONNX model and where it came from. */
 export interface OnnxModelFile {
@@ -48,9 +49,9 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
     throw new EkkaError('model', 'not a valid ONNX model: it declares no opset', file);
   }
   // Scopes from node metadata become node names once, here: every later copy decodes these bytes.
-  let metadata: ReturnType<typeof readNodeMetadata>;
+  let metadata: ReturnType<typeof readGraphMetadata>;
   try {
-    metadata = readNodeMetadata(bytes);
+    metadata = readGraphMetadata(bytes);
   } catch (cause) {
     throw new EkkaError(
       'model',
@@ -58,8 +59,10 @@ export async function readOnnxModel(file: string): Promise<OnnxModelFile> {
       file,
     );
   }
-  const scopes = applyExporterScopes(graph, metadata);
-  const encoded = scopes.renamed > 0 ? onnx.ModelProto.encode(model).finish() : bytes;
+  const scopes = applyExporterScopes(graph, metadata.nodes);
+  const folded = exposeFoldedConstants(graph, metadata.values, scopes.wrapper);
+  if (folded > 0) scopes.folded = folded;
+  const encoded = scopes.renamed > 0 || folded > 0 ? onnx.ModelProto.encode(model).finish() : bytes;
   return {
     path: file,
     bytes: encoded,

@@ -39,21 +39,54 @@ const METADATA_SCHEMA = protobuf.Root.fromJSON({
   nested: {
     Entry: { fields: { key: { type: 'string', id: 1 }, value: { type: 'string', id: 2 } } },
     Node: { fields: { metadataProps: { rule: 'repeated', type: 'Entry', id: 9 } } },
-    Graph: { fields: { node: { rule: 'repeated', type: 'Node', id: 1 } } },
+    Value: {
+      fields: {
+        name: { type: 'string', id: 1 },
+        metadataProps: { rule: 'repeated', type: 'Entry', id: 4 },
+      },
+    },
+    Graph: {
+      fields: {
+        node: { rule: 'repeated', type: 'Node', id: 1 },
+        valueInfo: { rule: 'repeated', type: 'Value', id: 13 },
+      },
+    },
     Model: { fields: { graph: { type: 'Graph', id: 7 } } },
   },
 }).lookupType('Model');
 
+type Entries = { key?: string; value?: string }[];
+
 interface DecodedModel {
-  graph?: { node?: { metadataProps?: { key?: string; value?: string }[] }[] };
+  graph?: {
+    node?: { metadataProps?: Entries }[];
+    valueInfo?: { name?: string; metadataProps?: Entries }[];
+  };
+}
+
+export interface GraphMetadata {
+  /** Per node of the main graph, in order, its metadata entries. */
+  nodes: NodeMetadata[];
+  /** Per value named in the graph's value_info (field 4 of ValueInfoProto), its metadata entries. */
+  values: Map<string, NodeMetadata>;
+}
+
+const entries = (list: Entries | undefined): NodeMetadata =>
+  new Map((list ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+
+/** The metadata of the main graph's nodes and values. */
+export function readGraphMetadata(bytes: Uint8Array): GraphMetadata {
+  const decoded = METADATA_SCHEMA.decode(bytes) as unknown as DecodedModel;
+  const values = new Map<string, NodeMetadata>();
+  for (const info of decoded.graph?.valueInfo ?? []) {
+    if (info.name && info.metadataProps?.length) values.set(info.name, entries(info.metadataProps));
+  }
+  return { nodes: (decoded.graph?.node ?? []).map((n) => entries(n.metadataProps)), values };
 }
 
 /** Per node of the main graph, in order, its metadata entries. */
 export function readNodeMetadata(bytes: Uint8Array): NodeMetadata[] {
-  const decoded = METADATA_SCHEMA.decode(bytes) as unknown as DecodedModel;
-  return (decoded.graph?.node ?? []).map(
-    (node) => new Map((node.metadataProps ?? []).map((e) => [e.key ?? '', e.value ?? ''])),
-  );
+  return readGraphMetadata(bytes).nodes;
 }
 
 /**
@@ -86,6 +119,8 @@ export interface ScopeRewrite {
   renamed: number;
   /** A wrapper module around the whole model, left out of the paths (`m` of `m.model.layers.0`). */
   wrapper?: string;
+  /** Constants folded at export time, handed back to their module (see onnx/foldedConstants). */
+  folded?: number;
 }
 
 /**

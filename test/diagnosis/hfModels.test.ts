@@ -9,7 +9,7 @@ const FIXTURES = path.resolve('test/fixtures/hf-onnx');
 /** transformers' own classes, exported by torch's default (dynamo) exporter: generate.py. */
 describe("diagnosis of transformers' models exported with dynamo=True", function () {
   this.timeout(120_000);
-  for (const family of ['llama', 'gemma']) {
+  for (const family of ['llama', 'gemma', 'llama-rope']) {
     it(`${family}: names the planted module first, with HF module paths`, async () => {
       const expected = JSON.parse(
         await fs.readFile(path.join(FIXTURES, family, 'expected.json'), 'utf8'),
