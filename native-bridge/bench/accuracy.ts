@@ -50,7 +50,25 @@ export interface CaseRecord {
   baselines: Record<string, ScoredOutcome>;
   /** Set when the diagnosis failed: the case then scores as a miss, or as an alarm for a control. */
   error?: string;
+  /**
+   * What the comparison reads at the expected module (its largest ratio, and the largest ratio it
+   * reads there), whatever the localization makes of it; absent for controls and when the module
+   * has no value in the series.
+   */
+  observed?: { ratio: number; inputRatio: number };
   ms: number;
+}
+
+const withObserved = (observed: CaseRecord['observed']) => (observed ? { observed } : {});
+
+/** The expected module's point with the largest ratio, as the comparison read it. */
+export function observedAt(result: DiagnosisResult, module: string | null): CaseRecord['observed'] {
+  let best: CaseRecord['observed'];
+  for (const point of result.series) {
+    if (point.module !== module || !(point.ratio > (best?.ratio ?? -1))) continue;
+    best = { ratio: point.ratio, inputRatio: point.inputRatio };
+  }
+  return best;
 }
 
 /** pass@k: the expected module among the first k of an alarm; a control scores only false alarms. */
@@ -115,6 +133,7 @@ export async function runCase(caseDir: string): Promise<CaseRecord> {
     expected,
     ours: scoreOutcome(expected, oursOf(result)),
     baselines,
+    ...withObserved(observedAt(result, expected.module)),
     ms: performance.now() - started,
   };
 }

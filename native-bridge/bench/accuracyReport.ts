@@ -2,6 +2,7 @@ import type { CaseRecord } from './accuracy';
 import {
   calibrationError,
   computeTotals,
+  type CurveAxis,
   detectionCurve,
   groupBy,
   methodsOf,
@@ -52,9 +53,9 @@ export function groupTable(
   return table([title, 'bug cases', 'pass@1', 'pass@5', 'controls', 'false alarms'], rows);
 }
 
-export function curveTable(cases: readonly CaseRecord[]): string {
+export function curveTable(cases: readonly CaseRecord[], axis: CurveAxis = 'strength'): string {
   const methods = methodsOf(cases);
-  const curves = methods.map((m) => detectionCurve(cases, m));
+  const curves = methods.map((m) => detectionCurve(cases, m, axis));
   const rows = curves[0]!.map((point, i) => [
     `${point.level} ×`,
     String(point.cases),
@@ -62,7 +63,12 @@ export function curveTable(cases: readonly CaseRecord[]): string {
     point.cases ? pct(point.top1) : '–',
   ]);
   return table(
-    ['strength', 'cases', ...methods.map((m) => `${m} found (top 5)`), 'ours top 1'],
+    [
+      axis === 'strength' ? 'strength' : 'ratio read',
+      'cases',
+      ...methods.map((m) => `${m} found (top 5)`),
+      'ours top 1',
+    ],
     rows,
   );
 }
@@ -133,6 +139,10 @@ export function splitSection(cases: readonly CaseRecord[]): string {
     `**Detection against strength** (single-bug cases whose strength was measured at the target's precision; strength = the module's error over the clean target's):`,
     '',
     curveTable(cases),
+    '',
+    `**Detection against the ratio read at the bug's module** (the same cases, by what the comparison measures there, nearest level; a bug the run kind's noise hides reads low whatever its strength in torch):`,
+    '',
+    curveTable(cases, 'observed'),
     '',
     `**Two bugs** (${twoBugs.length} cases): the first in data order ranks first in ${
       twoBugs.filter((c) => c.ours.pass1).length

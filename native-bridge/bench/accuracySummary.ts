@@ -76,22 +76,30 @@ export interface CurvePoint {
   top1: number;
 }
 
+/** What a detection curve is drawn against: the generator's strength, or the ratio read there. */
+export type CurveAxis = 'strength' | 'observed';
+
+const axisValue = (c: CaseRecord, axis: CurveAxis): number | undefined => {
+  const value = axis === 'strength' ? c.expected.strength : c.observed?.ratio;
+  return typeof value === 'number' && Number.isFinite(value) ? Math.min(value, 1e9) : undefined;
+};
+
 /**
- * Detection against strength, per method: single-bug cases whose strength was measured at the
- * target's precision; a bug stronger than the highest level counts in the highest.
+ * Detection per level, per method, over single-bug cases: against the strength measured at the
+ * target's precision (`strength`), or against the ratio the comparison reads at the bug's module
+ * (`observed`). A value above the highest level counts in the highest.
  */
-export function detectionCurve(cases: readonly CaseRecord[], method = 'ours'): CurvePoint[] {
+export function detectionCurve(
+  cases: readonly CaseRecord[],
+  method = 'ours',
+  axis: CurveAxis = 'strength',
+): CurvePoint[] {
   const measured = cases.filter(
     (c) =>
-      !isControl(c) &&
-      (c.expected.bugs?.length ?? 1) === 1 &&
-      typeof c.expected.strength === 'number' &&
-      Number.isFinite(c.expected.strength),
+      !isControl(c) && (c.expected.bugs?.length ?? 1) === 1 && axisValue(c, axis) !== undefined,
   );
   return STRENGTH_LEVELS.map((level) => {
-    const inLevel = measured.filter(
-      (c) => strengthLevel(Math.min(c.expected.strength as number, 1e9)) === level,
-    );
+    const inLevel = measured.filter((c) => strengthLevel(axisValue(c, axis)!) === level);
     return {
       level,
       cases: inLevel.length,

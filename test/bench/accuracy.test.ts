@@ -126,6 +126,23 @@ describe('scoring and summaries', () => {
     );
   });
 
+  it('draws the same curve against the ratio read at the bug module', () => {
+    const observed = [
+      { ...cases[0]!, observed: { ratio: 1.2, inputRatio: 1 } },
+      { ...cases[1]!, observed: { ratio: 9, inputRatio: 1 } },
+      cases[2]!,
+    ];
+    assert.deepEqual(
+      detectionCurve(observed, 'ours', 'observed')
+        .filter((p) => p.cases > 0)
+        .map((p) => [p.level, p.cases, p.found]),
+      [
+        [1.5, 1, 1],
+        [10, 1, 0],
+      ],
+    );
+  });
+
   it('reliability bins: share right against mean confidence', () => {
     const bins = reliabilityBins(cases);
     assert.deepEqual(
