@@ -153,15 +153,21 @@ export async function listCases(casesDir: string): Promise<string[]> {
   return cases;
 }
 
+/** Runs every case, `jobs` at a time (a capture's Python process overlaps another case's work). */
 export async function runAccuracyBenchmark(
   caseDirs: readonly string[],
   onCase?: (record: CaseRecord) => void,
+  jobs = 1,
 ): Promise<CaseRecord[]> {
-  const cases: CaseRecord[] = [];
-  for (const dir of caseDirs) {
-    const record = await runCase(dir);
-    cases.push(record);
-    onCase?.(record);
-  }
+  const cases: CaseRecord[] = new Array<CaseRecord>(caseDirs.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < caseDirs.length) {
+      const index = next++;
+      cases[index] = await runCase(caseDirs[index]!);
+      onCase?.(cases[index]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));
   return cases;
 }

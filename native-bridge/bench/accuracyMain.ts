@@ -6,7 +6,7 @@ import { benchmarkPage, readmeBlock, replaceBlock } from './accuracyDocs';
 import { splitSection } from './accuracyReport';
 
 /**
- * `npm run bench:accuracy [-- --split dev|test|all] [--only TEXT] [--docs]`: runs the generated
+ * `npm run bench:accuracy [-- --split dev|test|all] [--only TEXT] [--jobs N] [--docs]`: runs the generated
  * cases (build/hf-bench/cases) and our own samples (samples/benchmark/cases), prints a line per
  * case and the tables per split, writes bench-results/accuracy.json; --docs also writes
  * docs/benchmark.md and the README's figures.
@@ -16,20 +16,30 @@ interface Options {
   split: string;
   only?: string;
   docs: boolean;
+  jobs: number;
 }
 
 function parse(argv: readonly string[]): Options {
-  const options: Options = { cases: 'build/hf-bench/cases', split: 'all', docs: false };
+  const options: Options = {
+    cases: 'build/hf-bench/cases',
+    split: 'all',
+    docs: false,
+    jobs: 1,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--docs') options.docs = true;
     else if (arg === '--split') options.split = argv[++i] ?? 'all';
     else if (arg === '--only') options.only = argv[++i];
+    else if (arg === '--jobs') options.jobs = Number(argv[++i]);
     else if (arg === '--cases') options.cases = argv[++i] ?? options.cases;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!['dev', 'test', 'all'].includes(options.split)) {
     throw new Error(`--split must be dev, test or all, not ${options.split}`);
+  }
+  if (!Number.isInteger(options.jobs) || options.jobs < 1) {
+    throw new Error('--jobs must be a whole number of at least 1');
   }
   if (options.docs && (options.split !== 'all' || options.only)) {
     throw new Error('--docs needs every case: leave out --split and --only');
@@ -68,7 +78,7 @@ async function main(): Promise<void> {
     throw new Error(`no cases under ${options.cases}: run samples/hf-bench/generate.py first`);
   }
   console.log(`case${' '.repeat(59)}ours   baselines (${4})          time  top suspect`);
-  const cases = await runAccuracyBenchmark(generated, printCase);
+  const cases = await runAccuracyBenchmark(generated, printCase, options.jobs);
   const own = await runAccuracyBenchmark(samples, printCase);
   const splits = ['dev', 'test'].filter((s) => cases.some((c) => c.expected.split === s));
   for (const split of splits) {
