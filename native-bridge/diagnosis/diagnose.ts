@@ -236,16 +236,16 @@ export async function runDiagnosis(
     const ref = record.boundaryKey ? referenceByBoundary.get(key) : referenceByOp.get(key);
     if (!ref || !sameShape(ref.record.shape, record.shape)) {
       if (record.boundaryKey) {
-        // Kept for the rewiring check: a module reading a float value the reference has no twin of.
-        if (isFloatDType(record.dtype))
+        // Kept for the rewiring check: a module reading a value the reference has no twin of. A
+        // mask or index the target builds in another form (a boolean mask where the reference adds
+        // a float one) is a representation, not a missing op: only float values are blamed.
+        if (isFloatDType(record.dtype)) {
           targetBoundaryData.set(key, {
             name: record.name,
             data: toNumberArray(record.dtype, record.data as ArrayLike<number>),
           });
-        // A mask or index the target builds in another form (a boolean mask where the reference
-        // adds a float one) is a representation, not a missing op: only float values are blamed.
-        if (isFloatDType(record.dtype))
           unpairedProducer.set(record.name, { module: record.module, key });
+        }
         unmatched.push({
           side: 'target',
           key,

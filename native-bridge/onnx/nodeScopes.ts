@@ -84,11 +84,6 @@ export function readGraphMetadata(bytes: Uint8Array): GraphMetadata {
   return { nodes: (decoded.graph?.node ?? []).map((n) => entries(n.metadataProps)), values };
 }
 
-/** Per node of the main graph, in order, its metadata entries. */
-export function readNodeMetadata(bytes: Uint8Array): NodeMetadata[] {
-  return readGraphMetadata(bytes).nodes;
-}
-
 /**
  * The enclosing modules' dotted paths of a dynamo-exported node, outermost first, without the
  * root `''` and without the op's own name; undefined when the node carries no name scopes.

@@ -9,6 +9,9 @@ import {
 } from '../../native-bridge/onnx/foldedConstants';
 import { readOnnxModel } from '../../native-bridge/onnx/modelFile';
 
+const node = (name: string, opType: string, input: string[], output: string[]) =>
+  onnx.NodeProto.create({ name, opType, input, output });
+
 const folded = (sources: string[]) =>
   new Map([[FOLDED_FROM_KEY, `[${sources.map((s) => `'${s}'`).join(', ')}]`]]);
 
@@ -32,30 +35,10 @@ describe('constants folded at export time (dynamo exporter)', () => {
         onnx.TensorProto.create({ name: 'val_7', dataType: 1, dims: [2] }),
       ],
       node: [
-        onnx.NodeProto.create({
-          name: '/model/embed/g',
-          opType: 'Gather',
-          input: ['w', 'ids'],
-          output: ['e'],
-        }),
-        onnx.NodeProto.create({
-          name: '/model/layers.0/self_attn/m',
-          opType: 'Mul',
-          input: ['e', 'unsqueeze_16'],
-          output: ['q'],
-        }),
-        onnx.NodeProto.create({
-          name: '/model/layers.1/self_attn/m',
-          opType: 'Mul',
-          input: ['q', 'unsqueeze_16'],
-          output: ['k'],
-        }),
-        onnx.NodeProto.create({
-          name: '/model/layers.1/self_attn/a',
-          opType: 'Add',
-          input: ['k', 'val_7'],
-          output: ['y'],
-        }),
+        node('/model/embed/g', 'Gather', ['w', 'ids'], ['e']),
+        node('/model/layers.0/self_attn/m', 'Mul', ['e', 'unsqueeze_16'], ['q']),
+        node('/model/layers.1/self_attn/m', 'Mul', ['q', 'unsqueeze_16'], ['k']),
+        node('/model/layers.1/self_attn/a', 'Add', ['k', 'val_7'], ['y']),
       ],
     });
     const values = new Map([

@@ -8,7 +8,7 @@ import {
   applyExporterScopes,
   NAME_SCOPES_KEY,
   parsePythonStringList,
-  readNodeMetadata,
+  readGraphMetadata,
   statementOf,
 } from '../../native-bridge/onnx/nodeScopes';
 
@@ -112,7 +112,7 @@ describe('exporter scopes from node metadata (dynamo exporter)', () => {
       fs.promises.readFile(path.join(FIXTURES, 'llama/target.onnx')),
     );
     assert.ok(bytes.length < original.length);
-    const statements = readNodeMetadata(original).map(statementOf);
+    const statements = readGraphMetadata(original).nodes.map(statementOf);
     const gelu = statements.find((s) => s?.file.endsWith('activation.py'));
     assert.ok(gelu && gelu.line > 0, JSON.stringify(statements.slice(0, 3)));
   });
