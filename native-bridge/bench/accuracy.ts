@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { loadDiagnosis } from '../diagnosis/capturedConfig';
-import type { DiagnosisResult } from '../diagnosis/result';
+import type { DiagnosisResult, SeriesPoint } from '../diagnosis/result';
 import { runAnyDiagnosis } from '../diagnosis/runAny';
 import { describeCause } from '../errors';
 import { readJsonFile } from '../jsonFile';
@@ -95,8 +95,53 @@ export function oursOf(result: DiagnosisResult): MethodOutcome {
   };
 }
 
-/** Runs one case through the user's pipeline, then every baseline on the same compared values. */
-export async function runCase(caseDir: string): Promise<CaseRecord> {
+/** What a case's comparison read at each module output, for studying thresholds offline. */
+export interface CaseSeries {
+  id: string;
+  expected: ExpectedOutcome;
+  noiseSource: DiagnosisResult['noise']['source'];
+  points: Pick<
+    SeriesPoint,
+    'index' | 'module' | 'key' | 'op' | 'ratio' | 'inputRatio' | 'inputIndex' | 'noiseSource'
+  >[];
+  suspects: { module: string; ratio: number; ownJump: number; confidence: number }[];
+}
+
+export function caseSeries(
+  id: string,
+  expected: ExpectedOutcome,
+  result: DiagnosisResult,
+): CaseSeries {
+  return {
+    id,
+    expected,
+    noiseSource: result.noise.source,
+    points: result.series.map(
+      ({ index, module, key, op, ratio, inputRatio, inputIndex, noiseSource }) => ({
+        index,
+        module,
+        key,
+        op,
+        ratio,
+        inputRatio,
+        ...(inputIndex === undefined ? {} : { inputIndex }),
+        noiseSource,
+      }),
+    ),
+    suspects: result.suspects.map(({ module, ratio, ownJump, confidence }) => ({
+      module,
+      ratio,
+      ownJump,
+      confidence,
+    })),
+  };
+}
+
+/**
+ * Runs one case through the user's pipeline, then every baseline on the same compared values;
+ * with `seriesDir`, writes what the comparison read there as `<case>.json`.
+ */
+export async function runCase(caseDir: string, seriesDir?: string): Promise<CaseRecord> {
   const started = performance.now();
   const expected = (await readJsonFile(
     path.join(caseDir, 'expected.json'),
@@ -119,6 +164,12 @@ export async function runCase(caseDir: string): Promise<CaseRecord> {
       error: describeCause(error),
       ms: performance.now() - started,
     };
+  }
+  if (seriesDir) {
+    await fs.writeFile(
+      path.join(seriesDir, `${id}.json`),
+      JSON.stringify(caseSeries(id, expected, result)),
+    );
   }
   const baselines: Record<string, ScoredOutcome> = {};
   for (const [name, baseline] of Object.entries(BASELINES)) {
@@ -158,13 +209,15 @@ export async function runAccuracyBenchmark(
   caseDirs: readonly string[],
   onCase?: (record: CaseRecord) => void,
   jobs = 1,
+  seriesDir?: string,
 ): Promise<CaseRecord[]> {
+  if (seriesDir) await fs.mkdir(seriesDir, { recursive: true });
   const cases: CaseRecord[] = new Array<CaseRecord>(caseDirs.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < caseDirs.length) {
       const index = next++;
-      cases[index] = await runCase(caseDirs[index]!);
+      cases[index] = await runCase(caseDirs[index]!, seriesDir);
       onCase?.(cases[index]);
     }
   };

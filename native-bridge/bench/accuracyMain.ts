@@ -6,10 +6,11 @@ import { benchmarkPage, readmeBlock, replaceBlock } from './accuracyDocs';
 import { splitSection } from './accuracyReport';
 
 /**
- * `npm run bench:accuracy [-- --split dev|test|all] [--only TEXT] [--jobs N] [--docs]`: runs the generated
+ * `npm run bench:accuracy [-- --split dev|test|all] [--only TEXT] [--jobs N] [--series DIR] [--docs]`: runs the generated
  * cases (build/hf-bench/cases) and our own samples (samples/benchmark/cases), prints a line per
  * case and the tables per split, writes bench-results/accuracy.json; --docs also writes
- * docs/benchmark.md and the README's figures.
+ * docs/benchmark.md and the README's figures; --series writes each generated case's compared
+ * series (ratio and input ratio per module output) to DIR/<case>.json.
  */
 interface Options {
   cases: string;
@@ -17,6 +18,7 @@ interface Options {
   only?: string;
   docs: boolean;
   jobs: number;
+  series?: string;
 }
 
 function parse(argv: readonly string[]): Options {
@@ -32,6 +34,7 @@ function parse(argv: readonly string[]): Options {
     else if (arg === '--split') options.split = argv[++i] ?? 'all';
     else if (arg === '--only') options.only = argv[++i];
     else if (arg === '--jobs') options.jobs = Number(argv[++i]);
+    else if (arg === '--series') options.series = argv[++i];
     else if (arg === '--cases') options.cases = argv[++i] ?? options.cases;
     else throw new Error(`unknown argument ${arg}`);
   }
@@ -78,7 +81,12 @@ async function main(): Promise<void> {
     throw new Error(`no cases under ${options.cases}: run samples/hf-bench/generate.py first`);
   }
   console.log(`case${' '.repeat(59)}ours   baselines (${4})          time  top suspect`);
-  const cases = await runAccuracyBenchmark(generated, printCase, options.jobs);
+  const cases = await runAccuracyBenchmark(
+    generated,
+    printCase,
+    options.jobs,
+    options.series && path.resolve(options.series),
+  );
   const own = await runAccuracyBenchmark(samples, printCase);
   const splits = ['dev', 'test'].filter((s) => cases.some((c) => c.expected.split === s));
   for (const split of splits) {

@@ -58,4 +58,37 @@ describe('diagnosis edge cases', () => {
       /^1\s+blk\s+Sqrt \/blk\/Sqrt\s+1\.00e\+12 \(target: 2 NaN, 0 Inf\)/m,
     );
   });
+
+  it('blames a divergent attention, not the mask it reads in another form than the reference', async () => {
+    // SDPA reads a boolean [1, 4] mask; eager attention adds a float [1, 1] one (zeros here). The
+    // masks do not pair; the target's attention multiplies by 1.5 where the reference's does not.
+    const allTrue = { dims: [4], values: [-1e9, -1e9, -1e9, -1e9] };
+    const head = { name: '/lm_head/MatMul', op: 'MatMul', inputs: ['a', 'w'], output: 'y' };
+    const target = tinyModel(
+      [1, 4],
+      {
+        low: allTrue,
+        zeros: { dims: [4], values: [0, 0, 0, 0] },
+        s: { dims: [1], values: [1.5] },
+        w: identity4,
+      },
+      [
+        { name: '/mask/Greater', op: 'Greater', inputs: ['x', 'low'], output: 'm' },
+        { name: '/attn/Where', op: 'Where', inputs: ['m', 'x', 'zeros'], output: 'p' },
+        { name: '/attn/Mul', op: 'Mul', inputs: ['p', 's'], output: 'a' },
+        head,
+      ],
+    );
+    const reference = tinyModel([1, 4], { zero: { dims: [1], values: [0] }, w: identity4 }, [
+      { name: '/mask/ReduceSum', op: 'ReduceSum', inputs: ['x'], output: 'r' },
+      { name: '/mask/Mul', op: 'Mul', inputs: ['r', 'zero'], output: 'm' },
+      { name: '/attn/Add', op: 'Add', inputs: ['x', 'm'], output: 'a' },
+      head,
+    ]);
+    const result = await diagnose(target, reference);
+    const attention = result.series.find((p) => p.module === 'attn')!;
+    assert.equal(attention.unpairedInput, undefined);
+    assert.ok(result.unmatched.some((u) => u.module === 'mask' && u.side === 'target'));
+    assert.equal(result.suspects[0]!.module, 'attn');
+  });
 });
