@@ -349,6 +349,7 @@ export async function runCapturedDiagnosis(
         ratio: suspect.ratio,
         ownJump: suspect.ownJump,
         kind: suspect.kind,
+        ...(suspect.under ? { under: suspect.under } : {}),
         confidence: suspect.confidence,
         index: suspect.index,
         source,

@@ -14,6 +14,7 @@ export interface RunConfig extends OnnxRunOptions {
 
 export interface Thresholds {
   ratio: number;
+  localRatio: number;
   noiseFloorFactor: number;
   minRun: number;
   penaltyScale: number;

@@ -440,6 +440,7 @@ export async function runDiagnosis(
           ratio: suspect.ratio,
           ownJump: suspect.ownJump,
           kind: suspect.kind,
+          ...(suspect.under ? { under: suspect.under } : {}),
           ...(rank === 0 && topOwnRatio !== undefined ? { ownRatio: topOwnRatio } : {}),
           confidence: suspect.confidence,
           index: suspect.index,

@@ -27,6 +27,7 @@ export function localizeSeries(
   );
   const options = {
     threshold: thresholds.ratio,
+    localRatio: thresholds.localRatio,
     maxSuspects: thresholds.maxSuspects,
     floorFactor: thresholds.noiseFloorFactor,
   };

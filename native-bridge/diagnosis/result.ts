@@ -71,6 +71,12 @@ export interface Suspect {
    */
   kind?: 'local' | 'amplifier';
   /**
+   * A local divergence under the threshold: `threshold` when its ratio and the factor by which it
+   * multiplies what it reads both reach `localRatio`, `analytic-floor` when it is a divergence the
+   * analytic floor hides (see localize/suspects).
+   */
+  under?: 'threshold' | 'analytic-floor';
+  /**
    * Top suspect only, partitioned runs: its ratio when the target's segment runs on the
    * reference's inputs. At or above the threshold, the error starts in this segment; below, it was
    * inherited from an earlier one.

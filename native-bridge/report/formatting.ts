@@ -15,13 +15,15 @@ export function moduleName(module: string): string {
 
 /**
  * A local divergence's evidence as the verdict states it: its ratio and, when that stays under
- * the threshold (a divergence below the analytic floor), how much it multiplies what it reads.
+ * the threshold (a faint local divergence, or one the analytic floor hides), how much it
+ * multiplies what it reads.
  */
 export function localEvidence(
-  suspect: { ratio: number; ownJump: number },
+  suspect: { ratio: number; ownJump: number; under?: 'threshold' | 'analytic-floor' },
   threshold: number,
 ): string {
   const ratio = `ratio ${formatRatio(suspect.ratio)}`;
   if (suspect.ratio >= threshold) return ratio;
-  return `${ratio}, under the analytic floor but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
+  const under = suspect.under === 'threshold' ? 'the threshold' : 'the analytic floor';
+  return `${ratio}, under ${under} but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
 }

@@ -25,6 +25,7 @@ function config(): CapturedDiagnosisConfig {
     },
     thresholds: {
       ratio: 2,
+      localRatio: 1.5,
       noiseFloorFactor: 64,
       minRun: 3,
       penaltyScale: 2,

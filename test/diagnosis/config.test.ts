@@ -33,6 +33,7 @@ describe('diagnosis config', () => {
     assert.equal(config.target.executionProvider, 'auto');
     assert.deepEqual(config.thresholds, {
       ratio: 2,
+      localRatio: 1.5,
       noiseFloorFactor: 64,
       minRun: 3,
       penaltyScale: 2,

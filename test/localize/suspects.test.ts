@@ -150,8 +150,44 @@ describe('rankSuspects (along the data path)', () => {
   });
 
   it('names no one on a series within noise', () => {
-    const points = Array.from({ length: 40 }, (_, i) => point(i, `m${i}`, 0.8 + (i % 5) * 0.2, 1));
+    // 0.8 to 1.4: correct modules on the dev split stay under 1.37 times what they read.
+    const points = Array.from({ length: 40 }, (_, i) => point(i, `m${i}`, 0.8 + (i % 4) * 0.2, 1));
     assert.deepEqual(modules(points), []);
+  });
+
+  it('names a faint local divergence: ratio and own factor both at localRatio', () => {
+    const points = [
+      point(0, 'norm', 1.05),
+      point(1, 'attn', 1.6, 1.05, 0),
+      point(2, 'mlp', 1.66, 1.6, 1),
+      point(3, 'next', 1.9, 1.4, 2),
+    ];
+    const ranked = rankSuspects(points);
+    // attn multiplies 1.05 by 1.52; mlp passes 1.6 on (×1.04); next reads 1.4 and adds ×1.36.
+    assert.deepEqual(
+      ranked.map((s) => [s.module, s.kind, s.under]),
+      [['attn', 'local', 'threshold']],
+    );
+    assertClose(ranked[0]!.ownJump, Math.log(1.6 / 1.05));
+    assert.ok(ranked[0]!.confidence > 0 && ranked[0]!.confidence < 0.1);
+    // A stricter bar drops it; the threshold rule is unchanged (2.5 over 1.9 is local).
+    assert.deepEqual(rankSuspects(points, { ...DEFAULT_RANKING, localRatio: 1.7 }), []);
+    assert.deepEqual(modules([point(0, 'a', 1.9, 1.4), point(1, 'b', 2.5, 1.9, 0)]), ['b']);
+  });
+
+  it('under the analytic floor, needs 2.5 times the error a module reads', () => {
+    const floor2 = (p: SeriesPointForRanking) => ({ ...p, noiseSource: 'analytic-floor' });
+    const chain = (factor: number) => [
+      floor2(point(0, 'embed', 0.02)),
+      floor2(point(1, 'norm', 0.02 * factor, 1, 0)),
+    ];
+    // A first norm re-rounding a rounded embedding reaches 2.11 on the dev split.
+    assert.deepEqual(modules(chain(2.2)), []);
+    const ranked = rankSuspects(chain(2.6));
+    assert.deepEqual(
+      ranked.map((s) => [s.module, s.under]),
+      [['norm', 'analytic-floor']],
+    );
   });
 
   it('keeps at most maxSuspects, first in data order', () => {
