@@ -107,47 +107,78 @@ export function missList(cases: readonly CaseRecord[]): string {
     .join('\n');
 }
 
-const kindOf = (c: CaseRecord) => `${c.expected.family ?? '?'} × ${c.expected.runKind ?? '?'}`;
+const kindOf = (c: CaseRecord) =>
+  c.expected.family && c.expected.runKind
+    ? `${c.expected.family} × ${c.expected.runKind}`
+    : undefined;
 const noiseOf = (c: CaseRecord) =>
-  c.expected.precision === 'float32'
-    ? 'float32 target'
-    : c.expected.lowPrecisionReference
-      ? `${c.expected.precision}, low-precision reference`
-      : `${c.expected.precision}, no low-precision reference`;
+  c.expected.precision === undefined
+    ? undefined
+    : c.expected.precision === 'float32'
+      ? 'float32 target'
+      : c.expected.lowPrecisionReference
+        ? `${c.expected.precision}, low-precision reference`
+        : `${c.expected.precision}, no low-precision reference`;
 
-/** Every table for one split. */
+/** A titled table of the cases that carry the label; nothing when none does. */
+function labelledTable(
+  title: string,
+  scope: string,
+  cases: readonly CaseRecord[],
+  column: string,
+  label: (c: CaseRecord) => string | null | undefined,
+): string[] {
+  const labelled = cases.filter((c) => label(c) != null);
+  if (labelled.length === 0) return [];
+  const unlabelled = cases.length - labelled.length;
+  const note = unlabelled ? `; ${unlabelled} cases without this label left out` : '';
+  return [
+    `**${title}** (${scope}${note}):`,
+    '',
+    groupTable(labelled, column, (c) => label(c)!),
+    '',
+  ];
+}
+
+/** Every table for one split; a table whose label no case carries is left out. */
 export function splitSection(cases: readonly CaseRecord[]): string {
   const bugs = cases.filter((c) => c.expected.module !== null);
   const twoBugs = bugs.filter((c) => (c.expected.bugs?.length ?? 1) > 1);
+  const measured = bugs.some((c) => typeof c.expected.strength === 'number');
   return [
     `${bugs.length} bug cases, ${cases.length - bugs.length} controls.`,
     '',
     methodTable(cases),
     '',
-    '**Per family × run kind** (ours):',
-    '',
-    groupTable(cases, 'family × run kind', kindOf),
-    '',
-    '**Per precision and noise yardstick** (ours):',
-    '',
-    groupTable(cases, 'target', noiseOf),
-    '',
-    '**Per bug position** (ours, bug cases):',
-    '',
-    groupTable(bugs, 'position', (c) => c.expected.position ?? '?'),
-    '',
-    `**Detection against strength** (single-bug cases whose strength was measured at the target's precision; strength = the module's error over the clean target's):`,
-    '',
-    curveTable(cases),
-    '',
+    ...labelledTable('Per family × run kind', 'ours', cases, 'family × run kind', kindOf),
+    ...labelledTable('Per precision and noise yardstick', 'ours', cases, 'target', noiseOf),
+    ...labelledTable(
+      'Per bug position',
+      'ours, bug cases',
+      bugs,
+      'position',
+      (c) => c.expected.position,
+    ),
+    ...(measured
+      ? [
+          `**Detection against strength** (single-bug cases whose strength was measured at the target's precision; strength = the module's error over the clean target's):`,
+          '',
+          curveTable(cases),
+          '',
+        ]
+      : []),
     `**Detection against the ratio read at the bug's module** (the same cases, by what the comparison measures there, nearest level; a bug the run kind's noise hides reads low whatever its strength in torch):`,
     '',
     curveTable(cases, 'observed'),
     '',
-    `**Two bugs** (${twoBugs.length} cases): the first in data order ranks first in ${
-      twoBugs.filter((c) => c.ours.pass1).length
-    }.`,
-    '',
+    ...(twoBugs.length
+      ? [
+          `**Two bugs** (${twoBugs.length} cases): the first in data order ranks first in ${
+            twoBugs.filter((c) => c.ours.pass1).length
+          }.`,
+          '',
+        ]
+      : []),
     '**Reliability of the top suspect\u2019s confidence** (bug cases with an alarm):',
     '',
     reliabilityTable(cases),

@@ -12,6 +12,7 @@ import {
   reliabilityBins,
   strengthLevel,
 } from '../../native-bridge/bench/accuracySummary';
+import { splitSection } from '../../native-bridge/bench/accuracyReport';
 import { replaceBlock } from '../../native-bridge/bench/accuracyDocs';
 import {
   firstOverDtypeTolerance,
@@ -153,6 +154,21 @@ describe('scoring and summaries', () => {
     assertClose(bins[4]!.meanConfidence, 0.925);
     // |0 − 0.5| · 1/3 + |1 − 0.925| · 2/3
     assertClose(calibrationError(bins), 0.5 / 3 + (0.075 * 2) / 3);
+  });
+
+  it('leaves out a table whose label no case carries, and says how many lack one', () => {
+    const unlabelled = splitSection(cases);
+    assert.doesNotMatch(unlabelled, /Per family|Per bug position|Two bugs|\?/);
+    const labelled = [
+      { ...cases[0]!, expected: { ...cases[0]!.expected, family: 'llama', runKind: 'pytorch' } },
+      ...cases.slice(1),
+    ];
+    const section = splitSection(labelled);
+    assert.match(
+      section,
+      /\*\*Per family × run kind\*\* \(ours; 3 cases without this label left out\)/,
+    );
+    assert.match(section, /\| llama × pytorch +\| 1 +\| 100\.0 % /);
   });
 
   it('writes the README figures between their markers only', () => {
