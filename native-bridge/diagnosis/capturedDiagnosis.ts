@@ -82,7 +82,7 @@ function measuredInputs(
   series: readonly SeriesPoint[],
   indexByTarget: ReadonlyMap<string, number>,
   consumedInputs: ReadonlyMap<string, number>,
-): { inputIndex?: number; inputRatio: number } {
+): ReturnType<typeof largestInput> {
   return largestInput(
     series,
     targets.flatMap((target) =>
@@ -273,7 +273,7 @@ export async function runCapturedDiagnosis(
         );
     if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
     else floorDType = coarserDType(floorDType, dtype);
-    const { inputIndex, inputRatio } = tracksInputs
+    const inputs = tracksInputs
       ? measuredInputs(targets, series, seriesIndexByTarget, consumedInputs)
       : guessedInput(series, pair.module);
     if (pair.inputOf && !targets[0]!.output.startsWith('in.')) {
@@ -304,8 +304,7 @@ export async function runCapturedDiagnosis(
           ? []
           : unflattenIndex(metrics.maxAbsErrorIndex, aligned.target.shape),
       noiseSource: ratio.noiseSource,
-      inputRatio,
-      ...(inputIndex === undefined ? {} : { inputIndex }),
+      ...inputs,
       ...(owner.source
         ? { source: { file: relative(owner.source.file), line: owner.source.line } }
         : {}),
@@ -327,7 +326,7 @@ export async function runCapturedDiagnosis(
   }
 
   const thresholds = config.thresholds;
-  const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
+  const { detection, ranked, changePoint, notes } = localizeSeries(series, thresholds);
   let suspects: Suspect[] = [];
   if (ranked.length > 0) {
     suspects = ranked.map((suspect, rank) => {
@@ -365,7 +364,7 @@ export async function runCapturedDiagnosis(
       config.file,
     );
   }
-  warnings.push(...seriesWarnings(series));
+  warnings.push(...seriesWarnings(series), ...notes);
   if (config.derivedLowPrecision && config.referenceLowPrecision?.kind === 'pytorch') {
     warnings.push(derivedLowPrecisionNote(config.referenceLowPrecision.dtype));
   }

@@ -298,7 +298,7 @@ export async function runDiagnosis(
     const unpairedInput = (record.moduleInputs ?? [])
       .map((name) => unpairedProducer.get(name))
       .find((producer) => producer !== undefined);
-    const { inputIndex, inputRatio } = largestInput(
+    const inputs = largestInput(
       series,
       (record.moduleInputs ?? []).map((input) => seriesIndexByValue.get(input)),
     );
@@ -320,8 +320,7 @@ export async function runDiagnosis(
       maxAbsErrorIndex:
         metrics.maxAbsErrorIndex < 0 ? [] : unflattenIndex(metrics.maxAbsErrorIndex, record.shape),
       noiseSource: ratio.noiseSource,
-      inputRatio,
-      ...(inputIndex === undefined ? {} : { inputIndex }),
+      ...inputs,
       ...(rewired ? { rewired } : {}),
       ...(unpairedInput ? { unpairedInput } : {}),
       target: metrics.target,
@@ -408,7 +407,8 @@ export async function runDiagnosis(
     }
     const unscoped = unscopedShare(schedule.captures.get('target')?.structure.values ?? []);
     if (unscoped) warnings.push(unscoped);
-    const { detection, ranked, changePoint } = localizeSeries(series, thresholds);
+    const { detection, ranked, changePoint, notes } = localizeSeries(series, thresholds);
+    warnings.push(...notes);
     let suspects: Suspect[] = [];
     if (ranked.length > 0) {
       await compareOpsOfSegments(

@@ -1,12 +1,18 @@
 import { detectChangePoint, type ChangePointResult } from '../localize/changePoint';
-import { originOf, rankSuspects, type RankedSuspect } from '../localize/suspects';
+import {
+  followsFlippedDecision,
+  originOf,
+  rankSuspects,
+  type RankedSuspect,
+} from '../localize/suspects';
 import type { Thresholds } from './config';
 import type { DiagnosisResult, SeriesPoint } from './result';
 
 /**
  * The change point of a compared series (the chart's summary) and the suspects: every local
  * divergence along the data path, persistent or not, then the amplifiers (localize/suspects). The
- * module where the change point's error entered is always among them.
+ * module where the change point's error entered is always among them, unless that error is the
+ * other branch of a decision flipped within noise (then `notes` says so and no one is named).
  */
 export function localizeSeries(
   series: readonly SeriesPoint[],
@@ -15,7 +21,9 @@ export function localizeSeries(
   detection: ChangePointResult;
   ranked: RankedSuspect[];
   changePoint: DiagnosisResult['changePoint'];
+  notes: string[];
 } {
+  const notes: string[] = [];
   const detection = detectChangePoint(
     series.map((p) => p.ratio),
     {
@@ -35,7 +43,12 @@ export function localizeSeries(
   if (detection.index !== null) {
     const origin = series[originOf(series, detection.index, thresholds.ratio)]!;
     const module = origin.rewired?.module ?? origin.module;
-    if (!ranked.some((s) => s.module === module)) {
+    if (followsFlippedDecision(series, origin, thresholds.ratio)) {
+      const decision = series[origin.decisionInput!]!;
+      notes.push(
+        `the divergence from #${origin.index} ${origin.module || '(root)'} follows a decision that flips within noise (#${decision.index} ${decision.key}, ratio ${decision.ratio.toPrecision(3)}): a near tie the target breaks the other way, not a module computing wrong; no suspect is named for it`,
+      );
+    } else if (!ranked.some((s) => s.module === module)) {
       ranked.push({
         module,
         index: origin.index,
@@ -52,7 +65,7 @@ export function localizeSeries(
   const changePoint = at ? { index: at.index, module: at.module, ratio: at.ratio } : null;
   const last = ranked[ranked.length - 1];
   if (last && last.confidence === 0 && !keep.includes(last)) keep[keep.length - 1] = last;
-  return { detection, ranked: keep, changePoint };
+  return { detection, ranked: keep, changePoint, notes };
 }
 
 /** The thresholds a result reports. */

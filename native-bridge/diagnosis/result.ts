@@ -31,6 +31,8 @@ export interface SeriesPoint {
   inputRatio: number;
   /** Series index of the input with the largest ratio, set whenever one is in the series. */
   inputIndex?: number;
+  /** Series index of a decision (integer or boolean input: top-k indices) that differs between runs. */
+  decisionInput?: number;
   /** Captured runs: where the module's class is defined (relative like a suspect's source). */
   source?: { file: string; line: number };
   /** Set when this module reads a different value than in the reference (see localize/rewiring). */

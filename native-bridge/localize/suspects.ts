@@ -24,6 +24,8 @@
  * measured by the benchmark (docs/benchmark.md, reliability diagram).
  */
 
+import { isFloatDType } from '../tensors/dtypes';
+
 export interface SeriesPointForRanking {
   index: number;
   module: string;
@@ -32,6 +34,8 @@ export interface SeriesPointForRanking {
   inputRatio: number;
   /** Series index of the input with that ratio, when it is in the series. */
   inputIndex?: number;
+  /** Series index of a decision (integer or boolean) the module reads that differs between runs. */
+  decisionInput?: number;
   /** When the module reads a different value than in the reference: where that wiring lives. */
   rewired?: { module: string };
   /** When a value the module reads has no counterpart in the other run: who produced it. */
@@ -45,21 +49,45 @@ export interface SeriesPointForRanking {
 /**
  * The input a point reads with the largest ratio: `inputIndex` is set whenever one of its inputs
  * is in the series (below noise too: the edge is what the rate-of-change and sub-floor tests
- * read), `inputRatio` is that ratio but at least 1.
+ * read), `inputRatio` is that ratio but at least 1. `decisionInput` is the first input that holds
+ * a decision (an integer or boolean value: top-k indices, a routing mask) and differs between the
+ * runs.
  */
 export function largestInput(
-  series: readonly { ratio: number }[],
+  series: readonly { ratio: number; dtype?: string }[],
   indices: Iterable<number | undefined>,
-): { inputIndex?: number; inputRatio: number } {
+): { inputIndex?: number; inputRatio: number; decisionInput?: number } {
   let inputIndex: number | undefined;
+  let decisionInput: number | undefined;
   for (const index of indices) {
     if (index === undefined || !series[index]) continue;
-    if (inputIndex === undefined || series[index].ratio > series[inputIndex]!.ratio) {
+    const input = series[index];
+    if (decisionInput === undefined && isDecision(input) && input.ratio > 0) decisionInput = index;
+    if (inputIndex === undefined || input.ratio > series[inputIndex]!.ratio) {
       inputIndex = index;
     }
   }
-  if (inputIndex === undefined) return { inputRatio: 1 };
-  return { inputIndex, inputRatio: Math.max(1, series[inputIndex]!.ratio) };
+  const decision = decisionInput === undefined ? {} : { decisionInput };
+  if (inputIndex === undefined) return { inputRatio: 1, ...decision };
+  return { inputIndex, inputRatio: Math.max(1, series[inputIndex]!.ratio), ...decision };
+}
+
+const isDecision = (point: { dtype?: string }) =>
+  point.dtype !== undefined && !isFloatDType(point.dtype);
+
+/**
+ * A point that reads a decision flipped within noise (a router's near tie that the target breaks
+ * the other way): its error is the other branch's output, not a computation gone wrong. It is
+ * nobody's divergence; when the decision flips beyond noise, the decision's own point is the
+ * suspect.
+ */
+export function followsFlippedDecision(
+  points: readonly SeriesPointForRanking[],
+  point: SeriesPointForRanking,
+  threshold: number,
+): boolean {
+  const decision = point.decisionInput === undefined ? undefined : points[point.decisionInput];
+  return decision !== undefined && decision.ratio < threshold;
 }
 
 export type SuspectKind = 'local' | 'amplifier';
@@ -171,6 +199,7 @@ export function rankSuspects(
   const byModule = new Map<string, RankedSuspect>();
   const order: string[] = [];
   for (const point of points) {
+    if (followsFlippedDecision(points, point, options.threshold)) continue;
     const input = point.inputIndex === undefined ? undefined : points[point.inputIndex];
     const below = subFloorJump(point, input?.ratio ?? 0, options);
     const faint = below === undefined ? faintLocalJump(point, options) : undefined;

@@ -1,7 +1,10 @@
 import * as assert from 'node:assert/strict';
+import { localizeSeries } from '../../native-bridge/diagnosis/localization';
+import type { SeriesPoint } from '../../native-bridge/diagnosis/result';
 import {
   classifyPoint,
   DEFAULT_RANKING,
+  largestInput,
   originOf,
   ownJump,
   rankSuspects,
@@ -224,5 +227,60 @@ describe('rankSuspects (along the data path)', () => {
     ];
     assert.equal(originOf(points, 3, 2), 0);
     assert.equal(originOf(points, 1, 2), 1);
+  });
+
+  describe('a decision flipped within noise', () => {
+    // A router: scores, top-k indices (int64, ratio = flips over the low-precision reference's),
+    // the experts reading both, then a residual stream that carries the other branch on.
+    const routed = (flips: number) => {
+      const series = [
+        { ...point(0, 'mlp.gate', 1.03), dtype: 'float32' },
+        { ...point(1, 'mlp.gate', flips, 1.03, 0), dtype: 'int64' },
+        { ...point(2, 'mlp.experts.act_fn', 1.1), dtype: 'float32' },
+      ];
+      const experts = { ...point(3, 'mlp.experts', 39), dtype: 'float32' };
+      const layer = { ...point(4, 'layers.0', 3.8), dtype: 'float32' };
+      const withInputs = [
+        ...series,
+        { ...experts, ...largestInput([...series], [1, 2]) },
+        { ...layer, ...largestInput([...series, experts], [3]) },
+      ];
+      return withInputs;
+    };
+
+    it('marks the first differing integer input, not a float or an equal one', () => {
+      const [, , , experts] = routed(1);
+      assert.deepEqual([experts!.decisionInput, experts!.inputIndex], [1, 2]);
+      assert.equal(routed(0)[3]!.decisionInput, undefined);
+    });
+
+    it('names no one for the other branch; the flip itself is the suspect when beyond noise', () => {
+      assert.deepEqual(modules(routed(1)), []);
+      assert.deepEqual(modules(routed(0)), ['mlp.experts']);
+      assert.equal(modules(routed(5))[0], 'mlp.gate');
+    });
+
+    it('does not push the change point onto the suspects, and says why', () => {
+      const series = [
+        ...routed(1),
+        ...Array.from({ length: 4 }, (_, i) => point(5 + i, `layers.${i + 1}`, 3.8, 3.8, 4 + i)),
+      ] as unknown as SeriesPoint[];
+      const thresholds = {
+        ratio: 2,
+        localRatio: 1.5,
+        noiseFloorFactor: 64,
+        minRun: 3,
+        penaltyScale: 2,
+        lookback: 3,
+        maxSuspects: 5,
+      };
+      const { changePoint, ranked, notes } = localizeSeries(series, thresholds);
+      assert.equal(changePoint?.module, 'mlp.experts');
+      assert.deepEqual(ranked, []);
+      assert.match(
+        notes.join('\n'),
+        /#3 mlp\.experts follows a decision that flips within noise \(#1 /,
+      );
+    });
   });
 });
