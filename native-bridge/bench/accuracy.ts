@@ -4,6 +4,7 @@ import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import type { DiagnosisResult, SeriesPoint } from '../diagnosis/result';
 import { runAnyDiagnosis } from '../diagnosis/runAny';
 import { describeCause } from '../errors';
+import { evidenceOf, type Evidence } from '../localize/suspects';
 import { readJsonFile } from '../jsonFile';
 import { BASELINES } from './baselines';
 
@@ -33,6 +34,8 @@ export interface MethodOutcome {
   top: string[];
   /** Ours only: the top suspect's confidence. */
   confidence?: number;
+  /** Ours only: the bar the top suspect passed (localize/suspects evidenceOf). */
+  evidence?: Evidence;
 }
 
 export interface CaseScore {
@@ -91,7 +94,7 @@ export function oursOf(result: DiagnosisResult): MethodOutcome {
   return {
     alarm: result.suspects.length > 0,
     top: result.suspects.slice(0, 5).map((s) => s.module),
-    ...(top ? { confidence: top.confidence } : {}),
+    ...(top ? { confidence: top.confidence, evidence: evidenceOf(top) } : {}),
   };
 }
 

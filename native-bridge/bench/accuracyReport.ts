@@ -4,6 +4,7 @@ import {
   computeTotals,
   type CurveAxis,
   detectionCurve,
+  evidenceRecord,
   groupBy,
   methodsOf,
   reliabilityBins,
@@ -82,6 +83,18 @@ export function reliabilityTable(cases: readonly CaseRecord[]): string {
     b.cases ? pct(b.correct) : '–',
   ]);
   return `${table(['confidence', 'alarms', 'mean confidence', 'top suspect right'], rows)}\n\nExpected calibration error: ${calibrationError(bins).toFixed(3)}.`;
+}
+
+/** Alarms by the top suspect's evidence: the counts the confidence is read from (dev split). */
+export function evidenceTable(cases: readonly CaseRecord[]): string {
+  const rows = evidenceRecord(cases).map((e) => [
+    e.evidence,
+    String(e.alarms),
+    String(e.right),
+    pct(e.right / e.alarms),
+    e.meanConfidence.toFixed(2),
+  ]);
+  return table(['evidence', 'alarms', 'top suspect right', 'share', 'mean confidence'], rows);
 }
 
 /** The misses of ours, one line each, so a reader can open the case. */
@@ -179,9 +192,13 @@ export function splitSection(cases: readonly CaseRecord[]): string {
           '',
         ]
       : []),
-    '**Reliability of the top suspect\u2019s confidence** (bug cases with an alarm):',
+    '**Reliability of the top suspect\u2019s confidence** (every alarm; a control\u2019s is wrong):',
     '',
     reliabilityTable(cases),
+    '',
+    '**Reliability by evidence** (what the confidence is read from: the dev split\u2019s counts, with one success and one failure added):',
+    '',
+    evidenceTable(cases),
     '',
     '**Cases ours gets wrong:**',
     '',

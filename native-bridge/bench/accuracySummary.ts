@@ -120,9 +120,8 @@ export interface ReliabilityBin {
 
 /** Top-suspect confidence against the share right, over bug cases that raised an alarm. */
 export function reliabilityBins(cases: readonly CaseRecord[], bins = 5): ReliabilityBin[] {
-  const alarms = cases.filter(
-    (c) => !isControl(c) && c.ours.alarm && typeof c.ours.confidence === 'number',
-  );
+  // A control's alarm is a top suspect that is wrong.
+  const alarms = cases.filter((c) => c.ours.alarm && typeof c.ours.confidence === 'number');
   return Array.from({ length: bins }, (_, i) => {
     const low = i / bins;
     const high = (i + 1) / bins;
@@ -149,4 +148,21 @@ export function calibrationError(bins: readonly ReliabilityBin[]): number {
     (sum, b) => sum + (b.cases / total) * Math.abs(b.correct - b.meanConfidence),
     0,
   );
+}
+
+/** Alarms by the evidence of the top suspect: how many, how many right, the confidence given. */
+export function evidenceRecord(
+  cases: readonly CaseRecord[],
+): { evidence: string; alarms: number; right: number; meanConfidence: number }[] {
+  const groups = new Map<string, CaseRecord[]>();
+  for (const c of cases) {
+    if (!c.ours.alarm || !c.ours.evidence) continue;
+    groups.set(c.ours.evidence, [...(groups.get(c.ours.evidence) ?? []), c]);
+  }
+  return [...groups].map(([evidence, alarms]) => ({
+    evidence,
+    alarms: alarms.length,
+    right: alarms.filter((c) => c.ours.pass1).length,
+    meanConfidence: alarms.reduce((sum, c) => sum + (c.ours.confidence ?? 0), 0) / alarms.length,
+  }));
 }

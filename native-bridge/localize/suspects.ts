@@ -19,9 +19,11 @@
  * target reads another value than the reference) or unpaired (the value it reads has no
  * counterpart: an op missing in the target) is blamed on the module that holds that wiring.
  *
- * Confidence is a per-suspect score, not a share: it grows with the margin of the own jump over
- * the threshold (in log units), and is halved for amplifiers. How well it is calibrated is
- * measured by the benchmark (docs/benchmark.md, reliability diagram).
+ * Confidence is a probability read from the benchmark's dev split: how often a top suspect with
+ * the same evidence (local, faint local, under the floor, amplifier) was the bug there, with one
+ * success and one failure added (Laplace). Suspects further down share what the ones above leave.
+ * How well it holds on cases it was not fitted on is the test split's reliability table
+ * (docs/benchmark.md).
  */
 
 import { isFloatDType } from '../tensors/dtypes';
@@ -185,11 +187,40 @@ export function classifyPoint(
   return ownJump(point.ratio, point.inputRatio) >= Math.log(threshold) ? 'amplifier' : undefined;
 }
 
-/** Margin over the threshold, in log units, mapped to (0, 1): ×threshold² reads 0.63, ×threshold³ 0.86. */
-export function suspectConfidence(jump: number, kind: SuspectKind, threshold: number): number {
-  const margin = Math.max(0, jump - Math.log(threshold)) / Math.log(threshold);
-  const score = 1 - Math.exp(-margin);
-  return kind === 'local' ? score : score / 2;
+/** The bar a suspect passed. */
+export type Evidence = 'local' | 'faint local' | 'under the floor' | 'amplifier';
+
+export function evidenceOf(suspect: { kind?: SuspectKind; under?: SuspectUnder }): Evidence {
+  if (suspect.under === 'threshold') return 'faint local';
+  if (suspect.under === 'analytic-floor') return 'under the floor';
+  return suspect.kind === 'amplifier' ? 'amplifier' : 'local';
+}
+
+/**
+ * Top suspects that were the bug, of top suspects with that evidence, on the dev split of
+ * `npm run bench:accuracy` ("Reliability by evidence"; bug cases and controls with an alarm).
+ */
+export const DEV_RELIABILITY: Record<Evidence, { right: number; alarms: number }> = {
+  local: { right: 119, alarms: 120 },
+  'faint local': { right: 6, alarms: 6 },
+  'under the floor': { right: 12, alarms: 12 },
+  amplifier: { right: 0, alarms: 0 },
+};
+
+/** How often a top suspect with this evidence is right: (right + 1) / (alarms + 2). */
+export function evidenceReliability(evidence: Evidence): number {
+  const { right, alarms } = DEV_RELIABILITY[evidence];
+  return (right + 1) / (alarms + 2);
+}
+
+/** Confidence down the ranking: each suspect takes its reliability of what the ones above leave. */
+function withConfidence(ranked: RankedSuspect[]): RankedSuspect[] {
+  let left = 1;
+  return ranked.map((suspect) => {
+    const confidence = left * evidenceReliability(evidenceOf(suspect));
+    left -= confidence;
+    return { ...suspect, confidence };
+  });
 }
 
 export function rankSuspects(
@@ -223,17 +254,7 @@ export function rankSuspects(
         : faint !== undefined
           ? { under: 'threshold' as const }
           : {}),
-      // Under the threshold the evidence is weaker: the margin over the lower bar, half the score.
-      confidence:
-        below !== undefined
-          ? suspectConfidence(
-              below - Math.log(SUB_FLOOR_FACTOR / options.threshold),
-              kind,
-              options.threshold,
-            ) / 2
-          : faint !== undefined
-            ? suspectConfidence(faint, kind, options.localRatio) / 2
-            : suspectConfidence(jump, kind, options.threshold),
+      confidence: 0,
     };
     if (!known) {
       order.push(module);
@@ -251,7 +272,7 @@ export function rankSuspects(
   const amplifiers = suspects
     .filter((s) => s.kind === 'amplifier')
     .sort((a, b) => b.ownJump - a.ownJump || a.index - b.index);
-  return [...locals, ...amplifiers].slice(0, options.maxSuspects);
+  return withConfidence([...locals, ...amplifiers].slice(0, options.maxSuspects));
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   calibrationError,
   computeTotals,
   detectionCurve,
+  evidenceRecord,
   reliabilityBins,
   strengthLevel,
 } from '../../native-bridge/bench/accuracySummary';
@@ -144,16 +145,30 @@ describe('scoring and summaries', () => {
     );
   });
 
-  it('reliability bins: share right against mean confidence', () => {
+  it('reliability bins: share right against mean confidence, a control alarm counting wrong', () => {
     const bins = reliabilityBins(cases);
     assert.deepEqual(
       bins.map((b) => b.cases),
-      [0, 0, 1, 0, 2],
+      [0, 0, 1, 0, 3],
     );
-    assert.equal(bins[4]!.correct, 1);
-    assertClose(bins[4]!.meanConfidence, 0.925);
-    // |0 − 0.5| · 1/3 + |1 − 0.925| · 2/3
-    assertClose(calibrationError(bins), 0.5 / 3 + (0.075 * 2) / 3);
+    assertClose(bins[4]!.correct, 2 / 3);
+    assertClose(bins[4]!.meanConfidence, (0.9 + 0.95 + 0.9) / 3);
+    // |0 − 0.5| · 1/4 + |2/3 − 0.9167| · 3/4
+    assertClose(calibrationError(bins), 0.5 / 4 + (Math.abs(2 / 3 - 2.75 / 3) * 3) / 4);
+  });
+
+  it('counts alarms and right top suspects by evidence', () => {
+    const withEvidence = cases.map((c, i) => ({
+      ...c,
+      ours: { ...c.ours, evidence: i < 2 ? ('local' as const) : ('faint local' as const) },
+    }));
+    assert.deepEqual(
+      evidenceRecord(withEvidence).map((e) => [e.evidence, e.alarms, e.right]),
+      [
+        ['local', 2, 1],
+        ['faint local', 2, 1],
+      ],
+    );
   });
 
   it('leaves out a table whose label no case carries, and says how many lack one', () => {

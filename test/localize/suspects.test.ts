@@ -8,7 +8,9 @@ import {
   originOf,
   ownJump,
   rankSuspects,
-  suspectConfidence,
+  DEV_RELIABILITY,
+  evidenceOf,
+  evidenceReliability,
   type SeriesPointForRanking,
 } from '../../native-bridge/localize/suspects';
 import { assertClose } from '../support/numbers';
@@ -44,7 +46,7 @@ describe('rankSuspects (along the data path)', () => {
     );
     assert.equal(ranked[0]!.kind, 'local');
     assertClose(ranked[0]!.ownJump, Math.log(800));
-    assert.ok(ranked[0]!.confidence > 0.99);
+    assertClose(ranked[0]!.confidence, evidenceReliability('local'));
   });
 
   it('an RMSNorm whose output jumps to 20 × noise ranks above the MLP that amplifies it', () => {
@@ -142,7 +144,7 @@ describe('rankSuspects (along the data path)', () => {
       [['model.layers.1', 'local']],
     );
     assertClose(ranked[0]!.ownJump, Math.log(0.435 / 0.031));
-    assert.ok(ranked[0]!.confidence > 0 && ranked[0]!.confidence < 0.5);
+    assertClose(ranked[0]!.confidence, evidenceReliability('under the floor'));
     // The same point measured against a low-precision reference is judged by the threshold.
     const measured = points.map((p) => ({ ...p, noiseSource: 'low-precision-reference' }));
     assert.deepEqual(modules(measured), []);
@@ -172,7 +174,7 @@ describe('rankSuspects (along the data path)', () => {
       [['attn', 'local', 'threshold']],
     );
     assertClose(ranked[0]!.ownJump, Math.log(1.6 / 1.05));
-    assert.ok(ranked[0]!.confidence > 0 && ranked[0]!.confidence < 0.1);
+    assertClose(ranked[0]!.confidence, evidenceReliability('faint local'));
     // A stricter bar drops it; the threshold rule is unchanged (2.5 over 1.9 is local).
     assert.deepEqual(rankSuspects(points, { ...DEFAULT_RANKING, localRatio: 1.7 }), []);
     assert.deepEqual(modules([point(0, 'a', 1.9, 1.4), point(1, 'b', 2.5, 1.9, 0)]), ['b']);
@@ -208,14 +210,40 @@ describe('rankSuspects (along the data path)', () => {
     assert.ok(ownJump(3, 30) < 0);
   });
 
-  it('classifies points and grows confidence with the margin over the threshold', () => {
+  it('classifies points', () => {
     assert.equal(classifyPoint(point(0, 'a', 1.9), 2), undefined);
     assert.equal(classifyPoint(point(0, 'a', 2.5, 1.5), 2), 'local');
     assert.equal(classifyPoint(point(0, 'a', 50, 10), 2), 'amplifier');
     assert.equal(classifyPoint(point(0, 'a', 15, 10), 2), undefined);
-    assert.equal(suspectConfidence(Math.log(2), 'local', 2), 0);
-    assertClose(suspectConfidence(Math.log(4), 'local', 2), 1 - Math.exp(-1));
-    assertClose(suspectConfidence(Math.log(4), 'amplifier', 2), (1 - Math.exp(-1)) / 2);
+  });
+
+  it('reads confidence from the dev record of the evidence, shared down the ranking', () => {
+    // (right + 1) / (alarms + 2): no amplifier on record reads 1/2.
+    const { right, alarms } = DEV_RELIABILITY.local;
+    assertClose(evidenceReliability('local'), (right + 1) / (alarms + 2));
+    assertClose(evidenceReliability('amplifier'), 1 / 2);
+    assert.equal(evidenceOf({ kind: 'local', under: 'threshold' }), 'faint local');
+    assert.equal(evidenceOf({ kind: 'local', under: 'analytic-floor' }), 'under the floor');
+    // Two local divergences and an amplifier: the second takes its share of what the first leaves.
+    const ranked = rankSuspects([
+      point(0, 'a', 5),
+      point(1, 'b', 8, 5, 0),
+      point(2, 'c', 40, 8, 1),
+      point(3, 'd', 1.7, 1, 0),
+    ]);
+    assert.deepEqual(
+      ranked.map((s) => [s.module, evidenceOf(s)]),
+      [
+        ['a', 'local'],
+        ['d', 'faint local'],
+        ['c', 'amplifier'],
+      ],
+    );
+    const first = evidenceReliability('local');
+    const second = (1 - first) * evidenceReliability('faint local');
+    assertClose(ranked[0]!.confidence, first);
+    assertClose(ranked[1]!.confidence, second);
+    assertClose(ranked[2]!.confidence, (1 - first - second) / 2);
   });
 
   it('traces the change point back to where its error entered', () => {
