@@ -165,7 +165,7 @@ const LOW_PRECISION = new Set(['float16', 'bfloat16']);
 
 /**
  * A local divergence under the threshold: ratio and own factor both reach `localRatio` (a module
- * that adds half the noise again to clean inputs). Returns the own jump in log units, else
+ * that adds half the noise again to clean inputs); float values only. Returns the own jump in log units, else
  * undefined.
  */
 export function faintLocalJump(
@@ -173,6 +173,9 @@ export function faintLocalJump(
   options: Pick<RankingOptions, 'threshold' | 'localRatio'>,
 ): number | undefined {
   if (!(point.ratio < options.threshold) || !(point.ratio >= options.localRatio)) return undefined;
+  // A decision's ratio counts flips against the low-precision reference's: 3 flips where it makes
+  // 2 is a near tie, not half the noise again.
+  if (isDecision(point)) return undefined;
   const jump = ownJump(point.ratio, point.inputRatio);
   return jump >= Math.log(options.localRatio) ? jump : undefined;
 }

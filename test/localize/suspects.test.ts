@@ -177,6 +177,10 @@ describe('rankSuspects (along the data path)', () => {
     assertClose(ranked[0]!.confidence, evidenceReliability('faint local'));
     // A stricter bar drops it; the threshold rule is unchanged (2.5 over 1.9 is local).
     assert.deepEqual(rankSuspects(points, { ...DEFAULT_RANKING, localRatio: 1.7 }), []);
+    // A router's top-k indices flipping 3 times where the low-precision reference flips 2 is no
+    // faint divergence.
+    assert.deepEqual(modules([{ ...point(0, 'gate', 1.5), dtype: 'int64' }]), []);
+    assert.deepEqual(modules([{ ...point(0, 'gate', 1.5), dtype: 'float32' }]), ['gate']);
     assert.deepEqual(modules([point(0, 'a', 1.9, 1.4), point(1, 'b', 2.5, 1.9, 0)]), ['b']);
   });
 
