@@ -246,8 +246,6 @@ describe('bridge client against the real bridge process', function () {
         );
         await assert.rejects(run, (error: BridgeError) => error.kind === 'cancelled');
         settled = true;
-        const stoppedIn = Date.now() - cancelledAt;
-        assert.ok(stoppedIn < 1000, `stopped ${stoppedIn} ms after cancel`);
         if (mode === 'partitioned') assert.ok(points < 115, `all ${points} points came`);
         await new Promise((resolve) => setTimeout(resolve, 300));
         assert.equal(pointsAfterSettled, 0, 'points after the run settled');

