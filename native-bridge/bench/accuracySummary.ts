@@ -1,4 +1,5 @@
 import type { CaseRecord, CaseScore, ScoredOutcome } from './accuracy';
+import type { Evidence } from '../localize/suspects';
 
 /** Rates of one method over a set of cases. */
 export interface MethodTotals {
@@ -118,7 +119,7 @@ export interface ReliabilityBin {
   meanConfidence: number;
 }
 
-/** Top-suspect confidence against the share right, over bug cases that raised an alarm. */
+/** Top-suspect confidence against the share right, over every alarm (a control's is wrong). */
 export function reliabilityBins(cases: readonly CaseRecord[], bins = 5): ReliabilityBin[] {
   // A control's alarm is a top suspect that is wrong.
   const alarms = cases.filter((c) => c.ours.alarm && typeof c.ours.confidence === 'number');
@@ -153,8 +154,8 @@ export function calibrationError(bins: readonly ReliabilityBin[]): number {
 /** Alarms by the evidence of the top suspect: how many, how many right, the confidence given. */
 export function evidenceRecord(
   cases: readonly CaseRecord[],
-): { evidence: string; alarms: number; right: number; meanConfidence: number }[] {
-  const groups = new Map<string, CaseRecord[]>();
+): { evidence: Evidence; alarms: number; right: number; meanConfidence: number }[] {
+  const groups = new Map<Evidence, CaseRecord[]>();
   for (const c of cases) {
     if (!c.ours.alarm || !c.ours.evidence) continue;
     groups.set(c.ours.evidence, [...(groups.get(c.ours.evidence) ?? []), c]);

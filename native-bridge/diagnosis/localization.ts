@@ -2,6 +2,7 @@ import { detectChangePoint, type ChangePointResult } from '../localize/changePoi
 import {
   followsFlippedDecision,
   originOf,
+  ownJump,
   rankSuspects,
   type RankedSuspect,
 } from '../localize/suspects';
@@ -53,7 +54,7 @@ export function localizeSeries(
         module,
         index: origin.index,
         ratio: origin.ratio,
-        ownJump: Math.log(Math.max(origin.ratio, 1) / Math.max(origin.inputRatio, 1)),
+        ownJump: ownJump(origin.ratio, origin.inputRatio),
         kind: 'amplifier',
         confidence: 0,
       });

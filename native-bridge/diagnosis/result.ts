@@ -2,6 +2,7 @@ import type { NonFiniteCounts } from '../compare/metrics';
 import type { NoiseSource } from '../compare/errorRatio';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import type { Rewiring } from '../localize/rewiring';
+import type { SuspectUnder } from '../localize/suspects';
 import type { KernelLocation } from '../source/cppLocator';
 import type { SourceLocation } from '../source/pythonLocator';
 
@@ -77,7 +78,7 @@ export interface Suspect {
    * multiplies what it reads both reach `localRatio`, `analytic-floor` when it is a divergence the
    * analytic floor hides (see localize/suspects).
    */
-  under?: 'threshold' | 'analytic-floor';
+  under?: SuspectUnder;
   /**
    * Top suspect only, partitioned runs: its ratio when the target's segment runs on the
    * reference's inputs. At or above the threshold, the error starts in this segment; below, it was

@@ -142,8 +142,8 @@ export function ownJump(ratio: number, inputRatio: number): number {
  * divergence the floor hides: γ·u bounds what a whole chain of correct modules may accumulate, so
  * a module's error can stay under it and still be its own. Such a point is a local divergence
  * when its error is SUB_FLOOR_FACTOR times the largest error it reads and at least `threshold`
- * unit roundoffs (one rounding of an exact input gives half of one). Returns the jump in log units, or undefined when the test does
- * not apply or fails.
+ * unit roundoffs (one rounding of an exact input gives half of one). Returns the jump in log
+ * units, or undefined when the test does not apply or fails.
  */
 export function subFloorJump(
   point: SeriesPointForRanking,
@@ -165,8 +165,8 @@ const LOW_PRECISION = new Set(['float16', 'bfloat16']);
 
 /**
  * A local divergence under the threshold: ratio and own factor both reach `localRatio` (a module
- * that adds half the noise again to clean inputs); float values only. Returns the own jump in log units, else
- * undefined.
+ * that adds half the noise again to clean inputs); float values only. Returns the own jump in log
+ * units, else undefined.
  */
 export function faintLocalJump(
   point: SeriesPointForRanking,
@@ -201,8 +201,8 @@ export function evidenceOf(suspect: { kind?: SuspectKind; under?: SuspectUnder }
 
 /**
  * Top suspects that were the bug, of top suspects with that evidence, on the dev split of
- * `npm run bench:accuracy` ("Reliability by evidence"; bug cases and controls with an alarm). Fitted
- * on the dev run before flipped decisions were set aside: its one wrong local suspect (a router's
+ * `npm run bench:accuracy` ("Reliability by evidence"; bug cases and controls with an alarm).
+ * Fitted on the dev run before flipped decisions were set aside: its one wrong local suspect (a router's
  * near tie) is no alarm since, so today's dev table reads 119 of 119.
  */
 export const DEV_RELIABILITY: Record<Evidence, { right: number; alarms: number }> = {

@@ -1,3 +1,5 @@
+import type { Suspect } from '../diagnosis/result';
+
 /** Numbers and names as every report writes them (text, HTML, Markdown). */
 
 /** Fixed for ordinary magnitudes, exponent for large and tiny ones. */
@@ -19,7 +21,7 @@ export function moduleName(module: string): string {
  * multiplies what it reads.
  */
 export function localEvidence(
-  suspect: { ratio: number; ownJump: number; under?: 'threshold' | 'analytic-floor' },
+  suspect: Pick<Suspect, 'ratio' | 'ownJump' | 'under'>,
   threshold: number,
 ): string {
   const ratio = `ratio ${formatRatio(suspect.ratio)}`;

@@ -7,6 +7,7 @@ import {
 } from '../../native-bridge/diagnosis/capturedDiagnosis';
 import type { CapturedRecord } from '../../native-bridge/runners/capturedRecord';
 import { syntheticCaptures, type SyntheticOptions } from '../mapping/syntheticCapture';
+import { DEFAULT_THRESHOLDS } from '../support/thresholds';
 
 function config(): CapturedDiagnosisConfig {
   return {
@@ -23,15 +24,7 @@ function config(): CapturedDiagnosisConfig {
         [4, 5],
       ],
     },
-    thresholds: {
-      ratio: 2,
-      localRatio: 1.5,
-      noiseFloorFactor: 64,
-      minRun: 3,
-      penaltyScale: 2,
-      lookback: 3,
-      maxSuspects: 5,
-    },
+    thresholds: { ...DEFAULT_THRESHOLDS },
   };
 }
 

@@ -5,6 +5,7 @@ import { resolveCapturedConfig } from '../../native-bridge/diagnosis/capturedCon
 import { loadConfig, resolveConfig } from '../../native-bridge/diagnosis/config';
 import { EkkaError } from '../../native-bridge/errors';
 import { scratchDir } from '../support/tinyOnnx';
+import { DEFAULT_THRESHOLDS } from '../support/thresholds';
 
 const CASE = path.resolve('samples/tiny-llama/cases/rope-interleaved');
 
@@ -31,15 +32,7 @@ describe('diagnosis config', () => {
     assert.equal(config.target.optimization, 'all');
     assert.equal(config.reference.optimization, 'disabled');
     assert.equal(config.target.executionProvider, 'auto');
-    assert.deepEqual(config.thresholds, {
-      ratio: 2,
-      localRatio: 1.5,
-      noiseFloorFactor: 64,
-      minRun: 3,
-      penaltyScale: 2,
-      lookback: 3,
-      maxSuspects: 5,
-    });
+    assert.deepEqual(config.thresholds, DEFAULT_THRESHOLDS);
     assert.equal(config.source?.entryClass, 'TargetForCausalLM');
     assert.deepEqual(config.source?.searchPaths, [CASE, path.resolve('samples/tiny-llama')]);
   });

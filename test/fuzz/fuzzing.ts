@@ -71,7 +71,7 @@ export function logSlowestCase(): void {
 }
 
 /** Keeps the slowest case for the long budget's log (a hang is the test's timeout, not a bound here). */
-function checkElapsed(started: number): void {
+function recordElapsed(started: number): void {
   slowestMs = Math.max(slowestMs, performance.now() - started);
 }
 
@@ -93,7 +93,7 @@ export function typedOutcome<T>(
   } catch (error) {
     outcome = { ok: false, error: checkThrown(error, allowed) };
   }
-  checkElapsed(started);
+  recordElapsed(started);
   return outcome;
 }
 
@@ -109,7 +109,7 @@ export async function typedOutcomeAsync<T>(
   } catch (error) {
     outcome = { ok: false, error: checkThrown(error, allowed) };
   }
-  checkElapsed(started);
+  recordElapsed(started);
   return outcome;
 }
 

@@ -14,6 +14,7 @@ import {
   type SeriesPointForRanking,
 } from '../../native-bridge/localize/suspects';
 import { assertClose } from '../support/numbers';
+import { DEFAULT_THRESHOLDS } from '../support/thresholds';
 
 const point = (
   index: number,
@@ -297,16 +298,7 @@ describe('rankSuspects (along the data path)', () => {
         ...routed(1),
         ...Array.from({ length: 4 }, (_, i) => point(5 + i, `layers.${i + 1}`, 3.8, 3.8, 4 + i)),
       ] as unknown as SeriesPoint[];
-      const thresholds = {
-        ratio: 2,
-        localRatio: 1.5,
-        noiseFloorFactor: 64,
-        minRun: 3,
-        penaltyScale: 2,
-        lookback: 3,
-        maxSuspects: 5,
-      };
-      const { changePoint, ranked, notes } = localizeSeries(series, thresholds);
+      const { changePoint, ranked, notes } = localizeSeries(series, DEFAULT_THRESHOLDS);
       assert.equal(changePoint?.module, 'mlp.experts');
       assert.deepEqual(ranked, []);
       assert.match(
