@@ -6,7 +6,10 @@
 import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { Annotation } from './annotations/annotation';
 import type { DiagnosisResult, SeriesPoint, Suspect } from './diagnosis/result';
+import type { ErrorMap } from './compare/errorMap';
 import type { SourceLocation } from './source/pythonLocator';
+
+export type { ErrorMap };
 
 export const PROTOCOL_VERSION = 1;
 
@@ -61,19 +64,6 @@ export const DidProgressNotification = new NotificationType<DidProgressParams>(
   'bridge/didProgress',
 );
 
-/**
- * A module's error map: |target − reference| reduced to at most rows × cols cells (tokens ×
- * channels, each cell the largest error in its bin). `values` are float32 little-endian bytes.
- */
-export interface ErrorMap {
-  rows: number;
-  cols: number;
-  /** Tokens (all leading dimensions) and channels (last dimension) per cell. */
-  rowsPerCell: number;
-  colsPerCell: number;
-  shape: number[];
-  values: Uint8Array;
-}
 export interface GetErrorMapParams {
   runId: string;
   index: number;

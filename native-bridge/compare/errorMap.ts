@@ -1,5 +1,18 @@
-import type { ErrorMap } from '../protocol';
 import type { FloatArray } from '../tensors/dtypes';
+
+/**
+ * A module's error map: |target − reference| reduced to at most rows × cols cells (tokens ×
+ * channels, each cell the largest error in its bin). `values` are float32 little-endian bytes.
+ */
+export interface ErrorMap {
+  rows: number;
+  cols: number;
+  /** Tokens (all leading dimensions) and channels (last dimension) per cell. */
+  rowsPerCell: number;
+  colsPerCell: number;
+  shape: number[];
+  values: Uint8Array;
+}
 
 /** Cells per side at most: enough to see a token or channel pattern, small enough to send. */
 export const ERROR_MAP_MAX_CELLS = 256;

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { EkkaError } from '../errors';
 import { readJsonFile } from '../jsonFile';
 import type { CaptureMode, OnnxRunOptions } from '../runners/onnxRunner';
+import type { SourceConfig } from '../source/pythonLocator';
 import schema from './ekka.schema.json';
 
 /** One run as written in ekka.json, after defaults. */
@@ -20,14 +21,6 @@ export interface Thresholds {
   penaltyScale: number;
   lookback: number;
   maxSuspects: number;
-}
-
-export interface SourceConfig {
-  /** Absolute path of the entry file and the root class in it. */
-  entryFile?: string;
-  entryClass?: string;
-  /** Absolute folders for import resolution. */
-  searchPaths: string[];
 }
 
 /** A validated diagnosis with every path made absolute. */

@@ -55,3 +55,9 @@ export interface CaptureInfo {
   dtype?: string;
   records: number;
 }
+
+/** A whole captured run: what it says about itself and its records in execution order. */
+export interface CapturedRun {
+  info: CaptureInfo;
+  records: CapturedRecord[];
+}

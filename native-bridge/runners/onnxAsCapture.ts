@@ -1,6 +1,5 @@
-import type { CapturedRun } from '../diagnosis/capturedDiagnosis';
 import { isFloatDType, toNumberArray } from '../tensors/dtypes';
-import type { CapturedRecord } from './capturedRecord';
+import type { CapturedRecord, CapturedRun } from './capturedRecord';
 import { readInputFile } from './inputFile';
 import { OnnxCapture, type OnnxRunOptions } from './onnxRunner';
 

@@ -2,7 +2,15 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Parser, type Language, type Node, type Query } from 'web-tree-sitter';
 import { loadGrammar } from './grammars';
-import type { SourceConfig } from '../diagnosis/config';
+
+/** Where the locator looks: the config's `source` section with every path made absolute. */
+export interface SourceConfig {
+  /** Absolute path of the entry file and the root class in it. */
+  entryFile?: string;
+  entryClass?: string;
+  /** Absolute folders for import resolution. */
+  searchPaths: string[];
+}
 
 /** Where a module's code lives. */
 export interface SourceLocation {
