@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import type { DiagnosisResult, SeriesPoint } from '../diagnosis/result';
-import { runAnyDiagnosis } from '../diagnosis/runAny';
+import { diagnose } from '../diagnosis/diagnose';
 import { describeCause } from '../errors';
 import { evidenceOf, type Evidence } from '../localize/suspects';
 import { readJsonFile } from '../jsonFile';
@@ -154,7 +154,7 @@ export async function runCase(caseDir: string, seriesDir?: string): Promise<Case
   const id = path.basename(caseDir);
   let result: DiagnosisResult;
   try {
-    result = await runAnyDiagnosis(await loadDiagnosis(path.join(caseDir, 'ekka.json')));
+    result = await diagnose(await loadDiagnosis(path.join(caseDir, 'ekka.json')));
   } catch (error) {
     // A failed run is a failure of every method: none of them gets to answer.
     const failed = { alarm: expected.module === null, top: [] };

@@ -8,7 +8,7 @@
 import * as ort from 'onnxruntime-node';
 import { comparePair } from '../compare/metrics';
 import { loadConfig } from '../diagnosis/config';
-import { runDiagnosis } from '../diagnosis/diagnose';
+import { diagnose } from '../diagnosis/diagnose';
 import { readInputFile } from '../runners/inputFile';
 import { OnnxCapture } from '../runners/onnxRunner';
 
@@ -36,12 +36,12 @@ async function plain(model: string, inputsFile: string): Promise<Record<string, 
   };
 }
 
-async function diagnose(configFile: string): Promise<Record<string, unknown>> {
+async function diagnoseFile(configFile: string): Promise<Record<string, unknown>> {
   const config = await loadConfig(configFile);
   const started = performance.now();
   let targetFirstSegmentAt: number | undefined;
   let firstPointAt: number | undefined;
-  const result = await runDiagnosis(config, {
+  const result = await diagnose(config, {
     segmentRan: (role, segment) => {
       if (role === 'target' && segment === 0) targetFirstSegmentAt = performance.now();
     },
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   const [kind, ...args] = process.argv.slice(2);
   let result: Record<string, unknown>;
   if (kind === 'plain') result = await plain(args[0]!, args[1]!);
-  else if (kind === 'diagnose') result = await diagnose(args[0]!);
+  else if (kind === 'diagnose') result = await diagnoseFile(args[0]!);
   else if (kind === 'activations') result = await activations(args[0]!, args[1]!);
   else if (kind === 'compare') result = compare(Number(args[0]));
   else throw new Error(`unknown probe ${kind}`);

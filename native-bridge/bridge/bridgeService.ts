@@ -2,7 +2,7 @@ import { buildErrorMap } from '../compare/errorMap';
 import { isCaptured, loadDiagnosis, type AnyDiagnosisConfig } from '../diagnosis/capturedConfig';
 import { loadConfig } from '../diagnosis/config';
 import { confineToFolder } from '../diagnosis/confine';
-import { runAnyDiagnosis } from '../diagnosis/runAny';
+import { diagnose } from '../diagnosis/diagnose';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError } from '../errors';
 import type {
@@ -49,7 +49,7 @@ export class BridgeService {
     this.runs.set(params.runId, state);
     while (this.runs.size > RUNS_KEPT) this.runs.delete(this.runs.keys().next().value!);
     const { runId } = params;
-    return runAnyDiagnosis(
+    return diagnose(
       config,
       {
         runStarted: (role, info) =>

@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../atomicWrite';
 import { loadDiagnosis } from '../diagnosis/capturedConfig';
 import { resolveConfig, type DiagnosisConfig } from '../diagnosis/config';
 import { confineToFolder } from '../diagnosis/confine';
-import { runAnyDiagnosis } from '../diagnosis/runAny';
+import { diagnose } from '../diagnosis/diagnose';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
 import { loadReportAssets, readReportAnnotations, renderHtmlReport } from '../report/htmlReport';
@@ -123,7 +123,7 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
       ? await loadDiagnosis(path.resolve(cwd, rest[0]))
       : await configFromFlags(values, cwd);
     if (values.workspace) await confineToFolder(config, path.resolve(cwd, values.workspace));
-    const result = await runAnyDiagnosis(config);
+    const result = await diagnose(config);
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {
       const out = path.resolve(cwd, values.json);

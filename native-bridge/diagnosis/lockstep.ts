@@ -8,8 +8,7 @@ import {
   type OnnxRunOptions,
 } from '../runners/onnxRunner';
 import { isFloatDType } from '../tensors/dtypes';
-
-export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
+import type { RunRole } from './result';
 
 export interface ScheduledRun {
   role: RunRole;

@@ -5,6 +5,20 @@ import type { Rewiring } from '../localize/rewiring';
 import type { SuspectUnder } from '../localize/suspects';
 import type { KernelLocation } from '../source/cppLocator';
 import type { SourceLocation } from '../source/pythonLocator';
+import type { FloatArray } from '../tensors/dtypes';
+
+/** The runs of one diagnosis. */
+export type RunRole = 'reference' | 'referenceLowPrecision' | 'target';
+
+/** Callbacks for progress; `point` fires once per compared module output, as soon as it exists. */
+export interface DiagnosisObserver {
+  runStarted?(role: RunRole, info: OnnxRunInfo): void;
+  /** A run has run its next segment; its comparisons follow. */
+  segmentRan?(role: RunRole, segment: number): void;
+  point?(point: SeriesPoint): void;
+  /** With each point: the two values it compared (valid only during the call). */
+  compared?(point: SeriesPoint, target: FloatArray, reference: FloatArray): void;
+}
 
 /** One compared module output, in the target's execution order. Streamed as soon as it exists. */
 export interface SeriesPoint {

@@ -171,3 +171,14 @@ export function analyzeGraph(graph: onnx.IGraphProto): GraphStructure {
   });
   return { values, moduleInputs };
 }
+
+/**
+ * A warning when most of a graph's ops belong to no module: the exporter kept no scopes the
+ * engine reads, so the series collapses onto the root and a suspect cannot name a module.
+ */
+export function unscopedShare(values: readonly ProducedValue[]): string | undefined {
+  if (values.length < 20) return undefined;
+  const unscoped = values.filter((v) => v.node.module === '').length;
+  if (unscoped / values.length < 0.5) return undefined;
+  return `${unscoped} of ${values.length} values belong to no module: the model's node names and metadata carry no module scopes the engine reads (TorchScript-style '/model/layers.0/...' names, or the dynamo exporter's pkg.torch.onnx.name_scopes), so modules cannot be told apart and suspects name the root`;
+}

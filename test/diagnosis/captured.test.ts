@@ -1,10 +1,8 @@
 import * as assert from 'node:assert/strict';
 import { formatMapping } from '../../native-bridge/cli/report';
 import type { CapturedDiagnosisConfig } from '../../native-bridge/diagnosis/capturedConfig';
-import {
-  runCapturedDiagnosis,
-  type CaptureSource,
-} from '../../native-bridge/diagnosis/capturedDiagnosis';
+import type { CaptureSource } from '../../native-bridge/diagnosis/captureSource';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 import type { CapturedRecord } from '../../native-bridge/runners/capturedRecord';
 import { syntheticCaptures, type SyntheticOptions } from '../mapping/syntheticCapture';
 import { DEFAULT_THRESHOLDS } from '../support/thresholds';
@@ -40,7 +38,7 @@ function source(options: SyntheticOptions): CaptureSource {
 
 describe('cross-framework diagnosis of captured runs', () => {
   it('finds no divergence when the engine computes what the reference does', async () => {
-    const result = await runCapturedDiagnosis(config(), source({}));
+    const result = await diagnose(config(), {}, undefined, { capture: source({}) });
     assert.equal(result.series.length, 24);
     assert.ok(
       result.series.every((p) => p.relativeL2Error < 1e-6),
@@ -59,7 +57,7 @@ describe('cross-framework diagnosis of captured runs', () => {
   it('prints the mapping report: pairs with their transforms, unmatched records with reasons', async () => {
     const base = config();
     base.mapping.ignore = ['model.layers.1.mlp'];
-    const result = await runCapturedDiagnosis(base, source({}));
+    const result = await diagnose(base, {}, undefined, { capture: source({}) });
     const text = formatMapping(result.mapping!, false).join('\n');
     assert.match(
       text,
@@ -90,12 +88,17 @@ describe('cross-framework diagnosis of captured runs', () => {
               reject(new Error('stopped'));
             });
           });
-    await assert.rejects(runCapturedDiagnosis(config(), failing), /target helper crashed/);
+    await assert.rejects(
+      diagnose(config(), {}, undefined, { capture: failing }),
+      /target helper crashed/,
+    );
     assert.ok(referenceStopped, 'the reference capture was stopped');
   });
 
   it('ranks the fused qkv with k and v swapped first', async () => {
-    const result = await runCapturedDiagnosis(config(), source({ swapKvInLayer: 1 }));
+    const result = await diagnose(config(), {}, undefined, {
+      capture: source({ swapKvInLayer: 1 }),
+    });
     assert.equal(result.suspects[0]?.module, 'model.layers.1.self_attn.qkv_proj');
     assert.equal(result.suspects[0]?.source?.file, 'qkv_proj.py');
   });
@@ -121,16 +124,18 @@ describe('cross-framework diagnosis of captured runs', () => {
         device: 'cpu',
       },
     });
-    const float32 = await runCapturedDiagnosis(at('float32'), rounded);
+    const float32 = await diagnose(at('float32'), {}, undefined, { capture: rounded });
     assert.ok(Math.min(...float32.series.map((p) => p.ratio)) > 2, 'a float32 run diverges');
-    const bfloat16 = await runCapturedDiagnosis(at('bfloat16'), rounded);
+    const bfloat16 = await diagnose(at('bfloat16'), {}, undefined, { capture: rounded });
     assert.ok(Math.max(...bfloat16.series.map((p) => p.ratio)) < 0.1, 'a bfloat16 run is quiet');
     assert.equal(bfloat16.changePoint, null);
     assert.deepEqual(bfloat16.suspects, []);
   });
 
   it('finds a bug that only the decode step shows', async () => {
-    const result = await runCapturedDiagnosis(config(), source({ decodeBugInLayer: 0 }));
+    const result = await diagnose(config(), {}, undefined, {
+      capture: source({ decodeBugInLayer: 0 }),
+    });
     const prefill = result.series.filter((p) => p.call === 1);
     assert.ok(
       prefill.every((p) => p.ratio < 2),

@@ -2,15 +2,15 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { RATIO_CAP } from '../../native-bridge/compare/errorRatio';
 import { loadConfig } from '../../native-bridge/diagnosis/config';
-import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 
 const CASES = path.resolve('samples/benchmark/cases');
-const diagnose = async (id: string) =>
-  runDiagnosis(await loadConfig(path.join(CASES, id, 'ekka.json')));
+const diagnoseCase = async (id: string) =>
+  diagnose(await loadConfig(path.join(CASES, id, 'ekka.json')));
 
 describe('prefill + decode graphs', () => {
   it('folds the decode call onto its module and localizes a decode-only cache bug', async () => {
-    const result = await diagnose('decode-value-cache-offset');
+    const result = await diagnoseCase('decode-value-cache-offset');
     const top = result.suspects[0]!;
     assert.equal(top.module, 'model.layers.2.self_attn');
     assert.equal(result.series[top.index]!.call, 2); // the decode step, not the prefill
@@ -24,7 +24,7 @@ describe('prefill + decode graphs', () => {
   });
 
   it('compares integer values exactly: wrong decode positions diverge where they are computed', async () => {
-    const result = await diagnose('decode-kv-position');
+    const result = await diagnoseCase('decode-kv-position');
     const positions = result.series.find((p) => p.dtype === 'int64' && p.ratio > 0);
     assert.ok(positions, 'no diverging integer value');
     assert.equal(positions.module, 'model');

@@ -2,16 +2,16 @@ import * as assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadDiagnosis } from '../../native-bridge/diagnosis/capturedConfig';
-import { runAnyDiagnosis } from '../../native-bridge/diagnosis/runAny';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 import type { DiagnosisResult } from '../../native-bridge/diagnosis/result';
 
 const CASES = path.resolve('test/fixtures/hf-pytorch');
 /** Created by `npm run setup:python` (part of `npm test`): torch 2.13 and transformers 5.17. */
 const VENV_PYTHON = path.resolve('.venv/bin/python');
 
-async function diagnose(id: string): Promise<DiagnosisResult> {
+async function diagnoseCase(id: string): Promise<DiagnosisResult> {
   const config = await loadDiagnosis(path.join(CASES, id, 'ekka.json'));
-  return runAnyDiagnosis(config);
+  return diagnose(config);
 }
 
 /**
@@ -25,7 +25,7 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
   });
 
   it('a correct model reads within noise everywhere, act_fn included (the preset rule is not applied to HF against HF)', async () => {
-    const result = await diagnose('llama-control');
+    const result = await diagnoseCase('llama-control');
     assert.deepEqual(result.suspects, []);
     assert.equal(result.changePoint, null);
     const worst = Math.max(...result.series.map((p) => p.ratio));
@@ -37,7 +37,7 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
   });
 
   it('GELU in layer 1: act_fn of layer 1 first, ahead of the correct layer 0', async () => {
-    const result = await diagnose('llama-gelu');
+    const result = await diagnoseCase('llama-gelu');
     assert.equal(result.suspects[0]?.module, 'model.layers.1.mlp.act_fn');
     assert.equal(result.suspects[0].kind, 'local');
     assert.ok(result.suspects[0].ratio > 5);
@@ -45,13 +45,13 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
   });
 
   it('Gemma: a norm scaling by w instead of (1 + w) is the top suspect', async () => {
-    const result = await diagnose('gemma-norm-offset');
+    const result = await diagnoseCase('gemma-norm-offset');
     assert.equal(result.suspects[0]?.module, 'model.layers.2.post_attention_layernorm');
     assert.ok(result.suspects[0].ratio > 50);
   });
 
   it("a residual add missing from a decoder layer's own forward names the layer, not its norm", async () => {
-    const result = await diagnose('llama-missing-residual');
+    const result = await diagnoseCase('llama-missing-residual');
     const top = result.suspects[0]!;
     assert.equal(top.module, 'model.layers.1');
     assert.equal(top.kind, 'local');
@@ -64,7 +64,7 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
   });
 
   it('a down_proj weight 2 % off (about 3 × bfloat16 noise) is reported though the residual stream dilutes it', async () => {
-    const result = await diagnose('llama-down-proj-scaled');
+    const result = await diagnoseCase('llama-down-proj-scaled');
     const top = result.suspects[0];
     assert.equal(top?.module, 'model.layers.0.mlp.down_proj');
     assert.equal(top.kind, 'local');

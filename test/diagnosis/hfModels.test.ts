@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../../native-bridge/diagnosis/config';
-import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 
 const FIXTURES = path.resolve('test/fixtures/hf-onnx');
 
@@ -14,7 +14,7 @@ describe("diagnosis of transformers' models exported with dynamo=True", function
       const expected = JSON.parse(
         await fs.readFile(path.join(FIXTURES, family, 'expected.json'), 'utf8'),
       ) as { module: string };
-      const result = await runDiagnosis(await loadConfig(path.join(FIXTURES, family, 'ekka.json')));
+      const result = await diagnose(await loadConfig(path.join(FIXTURES, family, 'ekka.json')));
       assert.ok(result.series.length > 40, `${result.series.length} module outputs`);
       assert.equal(result.suspects[0]?.module, expected.module);
       assert.ok(result.suspects[0].ratio > 10);
@@ -26,7 +26,7 @@ describe("diagnosis of transformers' models exported with dynamo=True", function
     const config = await loadConfig(path.join(FIXTURES, 'llama/ekka.json'));
     config.target = { ...config.reference };
     delete config.referenceLowPrecision;
-    const result = await runDiagnosis(config);
+    const result = await diagnose(config);
     assert.equal(result.suspects.length, 0);
     assert.ok(result.series.every((p) => p.ratio === 0 && p.nonFiniteMismatches === 0));
   });

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import { promises as fs, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig } from '../../native-bridge/diagnosis/config';
-import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 import type { DiagnosisResult, SeriesPoint } from '../../native-bridge/diagnosis/result';
 
 const CASES = path.resolve('samples/tiny-llama/cases');
@@ -21,7 +21,7 @@ async function wholeGraph(id: string): Promise<DiagnosisResult> {
   for (const run of [config.target, config.reference, config.referenceLowPrecision]) {
     if (run) run.capture = 'whole-graph';
   }
-  return runDiagnosis(config);
+  return diagnose(config);
 }
 
 describe('sample diagnoses (ground truth in each case’s expected.json)', () => {
@@ -51,7 +51,7 @@ describe('sample diagnoses (ground truth in each case’s expected.json)', () =>
           await fs.readFile(path.join(CASES, id, 'expected.json'), 'utf8'),
         ) as Expected;
         const config = await loadConfig(path.join(CASES, id, 'ekka.json'));
-        result = await runDiagnosis(config, { point: (p) => streamed.push(p) });
+        result = await diagnose(config, { point: (p) => streamed.push(p) });
       });
 
       it('streams every module output before the result, in order', () => {

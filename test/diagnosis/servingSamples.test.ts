@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { loadDiagnosis } from '../../native-bridge/diagnosis/capturedConfig';
-import { runAnyDiagnosis } from '../../native-bridge/diagnosis/runAny';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 
 const execFileAsync = promisify(execFile);
 const CASES = path.resolve('samples/serving-llama/cases');
@@ -32,7 +32,7 @@ describe('serving-style engine against the HF-style reference (real PyTorch capt
       assert.ok(configs.length > 0);
       for (const file of configs) {
         const config = await loadDiagnosis(path.join(dir, file));
-        const result = await runAnyDiagnosis(config, {}, undefined, { python: PYTHON });
+        const result = await diagnose(config, {}, undefined, { python: PYTHON });
         assert.ok(result.mapping, 'a mapping report');
         assert.ok(result.series.length >= 100, `${result.series.length} pairs compared`);
         if (expected.module === null) {
@@ -101,7 +101,7 @@ describe('a capture dumped on one machine, diagnosed on another', function () {
           },
         }),
       );
-      const result = await runAnyDiagnosis(await loadDiagnosis(config));
+      const result = await diagnose(await loadDiagnosis(config));
       assert.equal(result.runs.target.framework, 'dump');
       assert.equal(result.suspects[0]?.module, 'model.layers.1.self_attn.qkv_proj');
       assert.equal(result.suspects[0]?.source?.line, 28);
@@ -116,7 +116,7 @@ describe('a PyTorch engine against an ONNX export of the reference', function ()
   this.timeout(180_000);
   const dir = path.resolve('samples/serving-llama/onnx-reference');
   it('pairs ONNX node scopes with module paths and finds the planted module', async () => {
-    const result = await runAnyDiagnosis(
+    const result = await diagnose(
       await loadDiagnosis(path.join(dir, 'qkv-kv-swapped.json')),
       {},
       undefined,
@@ -134,7 +134,7 @@ describe('a PyTorch engine against an ONNX export of the reference', function ()
   });
 
   it('stays quiet for the correct engine', async () => {
-    const result = await runAnyDiagnosis(
+    const result = await diagnose(
       await loadDiagnosis(path.join(dir, 'control.json')),
       {},
       undefined,

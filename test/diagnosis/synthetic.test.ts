@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { RATIO_CAP } from '../../native-bridge/compare/errorRatio';
 import { formatReport } from '../../native-bridge/cli/report';
 import { resolveConfig } from '../../native-bridge/diagnosis/config';
-import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 import { identity4, scratchDir, tinyModel, TINY_INPUTS, writeJson } from '../support/tinyOnnx';
 
 /** x → /blk/MatMul(W) → /blk/<op> → /head/Relu */
@@ -16,7 +16,7 @@ function chain(weights: { dims: number[]; values: number[] }, blockOp: string): 
   ]);
 }
 
-async function diagnose(target: Uint8Array, reference: Uint8Array) {
+async function diagnoseModels(target: Uint8Array, reference: Uint8Array) {
   const dir = await scratchDir();
   await fs.writeFile(path.join(dir, 'target.onnx'), target);
   await fs.writeFile(path.join(dir, 'reference.onnx'), reference);
@@ -25,7 +25,7 @@ async function diagnose(target: Uint8Array, reference: Uint8Array) {
     { target: { model: 'target.onnx' }, reference: { model: 'reference.onnx' }, input: 'in.json' },
     dir,
   );
-  return runDiagnosis(config);
+  return diagnose(config);
 }
 
 describe('diagnosis edge cases', () => {
@@ -33,7 +33,7 @@ describe('diagnosis edge cases', () => {
     const narrow = { dims: [4, 3], values: identity4.values.slice(0, 12) };
     // Every value differs in shape: nothing is paired, which is an error, not "no divergence".
     await assert.rejects(
-      diagnose(chain(narrow, 'Abs'), chain(identity4, 'Abs')),
+      diagnoseModels(chain(narrow, 'Abs'), chain(identity4, 'Abs')),
       (error: Error) => {
         assert.match(
           error.message,
@@ -46,7 +46,7 @@ describe('diagnosis edge cases', () => {
 
   it('localizes NaN produced by a module like any other divergence', async () => {
     // Sqrt of the negative entries of x gives NaN where the reference (Abs) is finite.
-    const result = await diagnose(chain(identity4, 'Sqrt'), chain(identity4, 'Abs'));
+    const result = await diagnoseModels(chain(identity4, 'Sqrt'), chain(identity4, 'Abs'));
     assert.equal(result.series[0]!.key, 'blk@out0');
     assert.deepEqual(result.series[0]!.target, { nan: 2, inf: 0 });
     assert.equal(result.series[0]!.nonFiniteMismatches, 2);
@@ -85,7 +85,7 @@ describe('diagnosis edge cases', () => {
       { name: '/attn/Add', op: 'Add', inputs: ['x', 'm'], output: 'a' },
       head,
     ]);
-    const result = await diagnose(target, reference);
+    const result = await diagnoseModels(target, reference);
     const attention = result.series.find((p) => p.module === 'attn')!;
     assert.equal(attention.unpairedInput, undefined);
     assert.ok(result.unmatched.some((u) => u.module === 'mask' && u.side === 'target'));

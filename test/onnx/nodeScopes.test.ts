@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { unscopedShare } from '../../native-bridge/diagnosis/diagnose';
+import { unscopedShare } from '../../native-bridge/onnx/graphStructure';
 import { analyzeGraph } from '../../native-bridge/onnx/graphStructure';
 import { readOnnxModel } from '../../native-bridge/onnx/modelFile';
 import {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { onnx } from 'onnx-proto';
 import { resolveConfig } from '../../native-bridge/diagnosis/config';
-import { runDiagnosis } from '../../native-bridge/diagnosis/diagnose';
+import { diagnose } from '../../native-bridge/diagnosis/diagnose';
 import { EkkaError } from '../../native-bridge/errors';
 import { convertToLowPrecision } from '../../native-bridge/onnx/lowPrecision';
 import { readOnnxModel } from '../../native-bridge/onnx/modelFile';
@@ -59,16 +59,16 @@ async function externalModel(dir: string): Promise<string> {
   return file;
 }
 
-async function diagnose(dir: string, target: object, reference: object) {
+async function diagnoseIn(dir: string, target: object, reference: object) {
   await writeJson(path.join(dir, 'in.json'), TINY_INPUTS);
-  return runDiagnosis(await resolveConfig({ target, reference, input: 'in.json' }, dir));
+  return diagnose(await resolveConfig({ target, reference, input: 'in.json' }, dir));
 }
 
 describe('models with external data, float inputs and unnamed nodes', () => {
   it('runs a model whose weights live in an external file, at float32 and float16', async () => {
     const dir = await scratchDir();
     await externalModel(dir);
-    const result = await diagnose(
+    const result = await diagnoseIn(
       dir,
       { model: 'model.onnx', precision: 'float16' },
       { model: 'model.onnx' },
@@ -89,12 +89,12 @@ describe('models with external data, float inputs and unnamed nodes', () => {
   it('keeps the float32 graph’s keys when float16 casts a float input', async () => {
     const dir = await scratchDir();
     await externalModel(dir);
-    const low = await diagnose(
+    const low = await diagnoseIn(
       dir,
       { model: 'model.onnx', precision: 'float16' },
       { model: 'model.onnx' },
     );
-    const full = await diagnose(dir, { model: 'model.onnx' }, { model: 'model.onnx' });
+    const full = await diagnoseIn(dir, { model: 'model.onnx' }, { model: 'model.onnx' });
     assert.deepEqual(
       low.series.map((p) => p.key),
       full.series.map((p) => p.key),

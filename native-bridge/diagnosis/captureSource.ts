@@ -1,11 +1,17 @@
 import { openDump } from '../dump/dumpReader';
-import type { CapturedRecord } from '../runners/capturedRecord';
+import type { CapturedRecord, CapturedRun } from '../runners/capturedRecord';
 import { captureOnnx } from '../runners/onnxAsCapture';
 import { capturePyTorch } from '../runners/pytorchRunner';
-import { isCaptured, type AnyDiagnosisConfig } from './capturedConfig';
-import { runCapturedDiagnosis, type CaptureSource } from './capturedDiagnosis';
-import { runDiagnosis, type DiagnosisObserver } from './diagnose';
-import type { DiagnosisResult } from './result';
+import { discoverPython } from '../runners/pythonDiscovery';
+import type { CapturedRunConfig } from './capturedConfig';
+import type { RunRole } from './result';
+
+/** Produces a run's records: the PyTorch helper, or a dump reader (tests pass their own). */
+export type CaptureSource = (
+  run: CapturedRunConfig,
+  role: RunRole,
+  signal?: AbortSignal,
+) => Promise<CapturedRun>;
 
 export interface CaptureSettings {
   /** Interpreter for `kind: pytorch` runs without their own `python`. */
@@ -14,9 +20,15 @@ export interface CaptureSettings {
   timeoutMs?: number;
 }
 
-/** The default interpreter: EKKA_PYTHON, else `python3` on the PATH. */
-export function defaultPython(): string {
-  return process.env.EKKA_PYTHON || 'python3';
+/**
+ * The interpreter for a PyTorch run: the run's own, the caller's, EKKA_PYTHON, else the first
+ * candidate that imports torch (runners/pythonDiscovery).
+ */
+export async function pythonFor(
+  run: { python?: string },
+  settings: CaptureSettings,
+): Promise<string> {
+  return run.python ?? settings.python ?? (process.env.EKKA_PYTHON || (await discoverPython()));
 }
 
 /** Runs each captured run where it lives: the PyTorch helper, or a dump on disk. */
@@ -34,7 +46,7 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
       return { info: dump.info, records };
     }
     return capturePyTorch({
-      python: run.python ?? settings.python ?? defaultPython(),
+      python: await pythonFor(run, settings),
       factory: `${run.factoryFile}:${run.factoryFunction}`,
       ...(run.hfModel ? { hfModel: run.hfModel } : {}),
       dtype: run.dtype,
@@ -48,16 +60,4 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
       ...(signal ? { signal } : {}),
     });
   };
-}
-
-/** A diagnosis of either kind: ONNX runs in lockstep, or captured runs paired by the mapping. */
-export function runAnyDiagnosis(
-  config: AnyDiagnosisConfig,
-  observer: DiagnosisObserver = {},
-  signal?: AbortSignal,
-  settings: CaptureSettings = {},
-): Promise<DiagnosisResult> {
-  return isCaptured(config)
-    ? runCapturedDiagnosis(config, captureSource(settings), observer, signal)
-    : runDiagnosis(config, observer, signal);
 }

@@ -1,6 +1,5 @@
 import * as path from 'node:path';
-import { countMismatches, discreteRatio, errorRatio } from '../compare/errorRatio';
-import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
+import { comparePair } from '../compare/metrics';
 import { EkkaError } from '../errors';
 import { largestInput } from '../localize/suspects';
 import {
@@ -12,40 +11,28 @@ import {
 } from '../mapping/mapRecords';
 import { PRESETS } from '../mapping/presets';
 import type { AlignedTensor } from '../mapping/transforms';
-import type { CaptureInfo, CapturedRecord } from '../runners/capturedRecord';
+import type { CapturedRecord, CapturedRun } from '../runners/capturedRecord';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
-import {
-  coarserDType,
-  comparisonDType,
-  isFloatDType,
-  MAX_FINITE,
-  roundingErrorNorm,
-  type FloatArray,
-  type FloatDType,
-} from '../tensors/dtypes';
+import { coarserDType, comparisonDType, isFloatDType, type FloatDType } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
+import type { CaptureSource } from './captureSource';
 import { derivedLowPrecisionNote } from './config';
-import type { DiagnosisObserver, RunRole } from './diagnose';
-import { localizeSeries, reportedThresholds, seriesWarnings } from './localization';
+import { finishDiagnosis, type SuspectDetail } from './finish';
+import {
+  lowPrecisionGap,
+  measurePair,
+  SeriesBuilder,
+  type LowPrecisionGap,
+  type PairTypes,
+} from './measure';
 import type {
+  DiagnosisObserver,
   DiagnosisResult,
   MappingReport,
+  RunRole,
   SeriesPoint,
-  Suspect,
   UnmatchedRecord,
 } from './result';
-
-export interface CapturedRun {
-  info: CaptureInfo;
-  records: CapturedRecord[];
-}
-
-/** Produces a run's records: the PyTorch helper, or a dump reader (tests pass their own). */
-export type CaptureSource = (
-  run: CapturedRunConfig,
-  role: RunRole,
-  signal?: AbortSignal,
-) => Promise<CapturedRun>;
 
 function runInfo(run: CapturedRunConfig, captured: CapturedRun): OnnxRunInfo {
   const model =
@@ -115,11 +102,11 @@ function guessedInput(
 }
 
 /**
- * Diagnoses two captured runs of different implementations: captures them (and the low-precision
- * reference), pairs their records through the mapping, aligns each pair, compares, and localizes
- * the change point as the ONNX path does. Sources come from each target record's class.
+ * The front-end for captured runs (PyTorch captures, dumps, ONNX runs paired with either):
+ * captures the runs side by side, pairs their records through the mapping and aligns each pair.
+ * Sources come from each target record's class.
  */
-export async function runCapturedDiagnosis(
+export async function diagnoseCaptured(
   config: CapturedDiagnosisConfig,
   capture: CaptureSource,
   observer: DiagnosisObserver = {},
@@ -177,7 +164,7 @@ export async function runCapturedDiagnosis(
   const tokens = referenceTokens(config);
   const tensor = (r: CapturedRecord): AlignedTensor => ({ data: r.data, shape: r.shape });
 
-  const series: SeriesPoint[] = [];
+  const series = new SeriesBuilder(observer);
   const unmatched: UnmatchedRecord[] = plan.unmatched.map((u) => ({
     side: u.side,
     key: u.name,
@@ -186,10 +173,9 @@ export async function runCapturedDiagnosis(
     reason: u.reason,
   }));
   const mappingPairs: MappingReport['pairs'] = [];
-  let usedMeasuredNoise = false;
-  let floorDType: ReturnType<typeof comparisonDType> = 'float32';
   const floorFactor = config.thresholds.noiseFloorFactor;
   const targetPrecision = computePrecision(config.target);
+  const relative = (file: string) => path.relative(config.baseDir, file).split(path.sep).join('/');
 
   const classOf = new Map<string, CapturedRecord>();
   for (const record of target.records) {
@@ -229,8 +215,16 @@ export async function runCapturedDiagnosis(
       });
       continue;
     }
-    let gap: PairMetrics | undefined;
-    let lowAligned: FloatArray | undefined;
+    const first = targets[0]!;
+    const exact = !isFloatDType(first.dtype);
+    // A value the target holds in float32 inside a low-precision run (a router's softmax over
+    // bfloat16 logits) carries the run's rounding: its noise is the coarser of the two.
+    const types: PairTypes = {
+      exact,
+      runDType: exact ? 'float64' : coarserDType(comparisonDType(first.dtype), targetPrecision),
+      referenceDType: comparisonDType(references[0]!.dtype),
+    };
+    let gap: LowPrecisionGap | undefined;
     const lows = pair.reference.map((name) => lowByName.get(name));
     if (lows.every((r) => r !== undefined)) {
       try {
@@ -238,82 +232,51 @@ export async function runCapturedDiagnosis(
         // (a reshape keeps its values in order).
         const low = alignReferenceSide(pair, lows.map(tensor), tokens, []);
         if (low.data.length === aligned.reference.data.length) {
-          gap = comparePair(low.data, aligned.reference.data);
-          lowAligned = low.data;
+          gap = lowPrecisionGap(low.data, aligned.reference.data, types);
         }
       } catch {
         gap = undefined;
       }
     }
+    const measured = measurePair(
+      aligned.target.data,
+      aligned.reference.data,
+      types,
+      gap,
+      floorFactor,
+    );
     // A module input belongs to the code that computed it: the calling module's class.
-    const first = targets[0]!;
     const owner = pair.inputOf ? (classOf.get(pair.module) ?? first) : first;
-    // A value the target holds in float32 inside a low-precision run (a router's softmax over
-    // bfloat16 logits) carries the run's rounding: its noise is the coarser of the two, as on the
-    // ONNX path.
-    const dtype = isFloatDType(first.dtype)
-      ? coarserDType(comparisonDType(first.dtype), targetPrecision)
-      : comparisonDType(first.dtype);
-    const metrics = comparePair(aligned.target.data, aligned.reference.data, {
-      ...DEFAULT_COMPARE,
-      referenceLimit: MAX_FINITE[dtype],
-    });
-    // With a measured gap, the reference's own rounding to the target's type guards it from below
-    // (values a cast leaves exact); whole-model captures at bf16 sit far below the analytic γ·u.
-    const lowData = gap ? lowAligned : undefined;
-    const ratio = isFloatDType(first.dtype)
-      ? errorRatio(metrics, gap, dtype, {
-          floorFactor,
-          roundingNorm: gap ? roundingErrorNorm(aligned.reference.data, dtype) : undefined,
-        })
-      : discreteRatio(
-          countMismatches(aligned.target.data, aligned.reference.data),
-          lowData ? countMismatches(lowData, aligned.reference.data) : undefined,
-          metrics.elements,
-        );
-    if (ratio.noiseSource === 'low-precision-reference') usedMeasuredNoise = true;
-    else floorDType = coarserDType(floorDType, dtype);
     const inputs = tracksInputs
-      ? measuredInputs(targets, series, seriesIndexByTarget, consumedInputs)
-      : guessedInput(series, pair.module);
-    if (pair.inputOf && !targets[0]!.output.startsWith('in.')) {
+      ? measuredInputs(targets, series.points, seriesIndexByTarget, consumedInputs)
+      : guessedInput(series.points, pair.module);
+    if (pair.inputOf && !first.output.startsWith('in.')) {
       // A record the target passes where the reference computes its own value: what the consumer
       // reads, not the record's own point.
-      consumedInputs.set(`${pair.inputOf}|${targets[0]!.name}`, series.length);
+      consumedInputs.set(`${pair.inputOf}|${first.name}`, series.length);
     } else {
       for (const name of pair.target) seriesIndexByTarget.set(name, series.length);
     }
-    const relative = (file: string) =>
-      path.relative(config.baseDir, file).split(path.sep).join('/');
-    const point: SeriesPoint = {
-      index: series.length,
-      module: pair.module,
-      call: pair.call,
-      segment: 0,
-      key: pair.key,
-      node: pair.target.join(' + '),
-      op: owner.className,
-      dtype: first.dtype,
-      shape: aligned.target.shape,
-      ratio: ratio.ratio,
-      relativeL2Error: metrics.relativeL2Error,
-      cosineSimilarity: metrics.cosineSimilarity,
-      maxAbsError: metrics.maxAbsError,
-      maxAbsErrorIndex:
-        metrics.maxAbsErrorIndex < 0
-          ? []
-          : unflattenIndex(metrics.maxAbsErrorIndex, aligned.target.shape),
-      noiseSource: ratio.noiseSource,
-      ...inputs,
-      ...(owner.source
-        ? { source: { file: relative(owner.source.file), line: owner.source.line } }
-        : {}),
-      target: metrics.target,
-      reference: metrics.reference,
-      nonFiniteMismatches: metrics.nonFiniteMismatches,
-      toleranceViolations: metrics.toleranceViolations,
-    };
-    series.push(point);
+    series.add(
+      {
+        module: pair.module,
+        call: pair.call,
+        segment: 0,
+        key: pair.key,
+        node: pair.target.join(' + '),
+        op: owner.className,
+        dtype: first.dtype,
+        shape: aligned.target.shape,
+        ...inputs,
+        ...(owner.source
+          ? { source: { file: relative(owner.source.file), line: owner.source.line } }
+          : {}),
+      },
+      measured,
+      exact,
+      aligned.target.data,
+      aligned.reference.data,
+    );
     mappingPairs.push({
       key: pair.key,
       target: pair.target,
@@ -321,42 +284,8 @@ export async function runCapturedDiagnosis(
       origin: pair.origin,
       transforms: aligned.transforms,
     });
-    observer.compared?.(point, aligned.target.data, aligned.reference.data);
-    observer.point?.(point);
   }
 
-  const thresholds = config.thresholds;
-  const { detection, ranked, changePoint, notes } = localizeSeries(series, thresholds);
-  let suspects: Suspect[] = [];
-  if (ranked.length > 0) {
-    suspects = ranked.map((suspect, rank) => {
-      const point = series[suspect.index]!;
-      const record = classOf.get(suspect.module) ?? targetByName.get(point.node.split(' + ')[0]!)!;
-      const source = record.source
-        ? {
-            file: path.relative(config.baseDir, record.source.file).split(path.sep).join('/'),
-            line: record.source.line,
-            symbol: record.className,
-            kind: 'class' as const,
-          }
-        : null;
-      return {
-        rank: rank + 1,
-        module: suspect.module,
-        op: point.op,
-        node: point.node,
-        ratio: suspect.ratio,
-        ownJump: suspect.ownJump,
-        kind: suspect.kind,
-        ...(suspect.under ? { under: suspect.under } : {}),
-        confidence: suspect.confidence,
-        index: suspect.index,
-        source,
-      };
-    });
-  }
-  const warnings: string[] = [];
-  const unmatchedTargets = unmatched.filter((u) => u.side === 'target').length;
   if (series.length === 0) {
     throw new EkkaError(
       'input',
@@ -364,7 +293,7 @@ export async function runCapturedDiagnosis(
       config.file,
     );
   }
-  warnings.push(...seriesWarnings(series), ...notes);
+  const warnings: string[] = [];
   if (config.derivedLowPrecision && config.referenceLowPrecision?.kind === 'pytorch') {
     warnings.push(derivedLowPrecisionNote(config.referenceLowPrecision.dtype));
   }
@@ -378,37 +307,57 @@ export async function runCapturedDiagnosis(
       "the target's records do not say which values each module read: a module's input is taken as the value compared just before it (Ekka's PyTorch capture records the real inputs)",
     );
   }
+  const unmatchedTargets = unmatched.filter((u) => u.side === 'target').length;
   if (unmatchedTargets > 0)
     warnings.push(`${unmatchedTargets} target values not compared (see unmatched)`);
-  const result: DiagnosisResult = {
-    format: 'ekka-diagnosis',
-    version: 1,
-    runs: {
-      target: runInfo(config.target, target),
-      reference: runInfo(config.reference, reference),
-      ...(lowPrecision && config.referenceLowPrecision
-        ? { referenceLowPrecision: runInfo(config.referenceLowPrecision, lowPrecision) }
-        : {}),
+
+  /** A suspect's source is the class its target record was made by. */
+  const refine = (
+    ranked: readonly { module: string; index: number }[],
+    points: readonly SeriesPoint[],
+  ): Promise<SuspectDetail[]> =>
+    Promise.resolve(
+      ranked.map((suspect) => {
+        const point = points[suspect.index]!;
+        const record =
+          classOf.get(suspect.module) ?? targetByName.get(point.node.split(' + ')[0]!)!;
+        return {
+          source: record.source
+            ? {
+                file: relative(record.source.file),
+                line: record.source.line,
+                symbol: record.className,
+                kind: 'class' as const,
+              }
+            : null,
+        };
+      }),
+    );
+
+  return finishDiagnosis(
+    {
+      thresholds: config.thresholds,
+      ...(config.name ? { name: config.name } : {}),
+      ...(config.file ? { file: config.file } : {}),
     },
-    noise: {
-      source: usedMeasuredNoise ? 'low-precision-reference' : 'analytic-floor',
-      floorFactor,
-      floorDType,
+    {
+      started,
+      series,
+      unmatched,
+      warnings,
+      runs: {
+        target: runInfo(config.target, target),
+        reference: runInfo(config.reference, reference),
+        ...(lowPrecision && config.referenceLowPrecision
+          ? { referenceLowPrecision: runInfo(config.referenceLowPrecision, lowPrecision) }
+          : {}),
+      },
+      mapping: { preset: config.mapping.preset, pairs: mappingPairs, unmatched },
+      runsMs,
+      lockstep: false,
     },
-    thresholds: reportedThresholds(thresholds),
-    series,
-    changePoint,
-    spikes: detection.spikes,
-    suspects,
-    unmatched,
-    mapping: { preset: config.mapping.preset, pairs: mappingPairs, unmatched },
-    warnings,
-    comparedOps: 0,
-    timings: { totalMs: performance.now() - started, runsMs, lockstep: false },
-  };
-  if (config.name) result.name = config.name;
-  if (config.file) result.config = config.file;
-  return result;
+    refine,
+  );
 }
 
 /** The precision a target run computes in, where its configuration says (dumps do not). */
