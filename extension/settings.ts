@@ -4,7 +4,7 @@ export interface EkkaSettings {
   /** Overrides every ekka.json's `thresholds.ratio` when set. */
   ratioThreshold?: number;
   executionProvider: 'auto' | 'cpu' | 'cuda';
-  /** For PyTorch captures that name no interpreter; empty: EKKA_PYTHON, else python3. */
+  /** For PyTorch captures that name no interpreter; empty: EKKA_PYTHON, else one found with torch. */
   pythonInterpreter?: string;
   idleTimeoutSeconds: number;
 }

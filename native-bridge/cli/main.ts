@@ -11,8 +11,8 @@ import { loadReportAssets, readReportAnnotations, renderHtmlReport } from '../re
 import { formatReport } from './report';
 
 const USAGE = `Usage:
-  ekka diagnose <ekka.json> [--workspace DIR] [--json out.json] [--html report.html] [--verbose]
-                [--fail-on-divergence]
+  ekka diagnose <ekka.json> [--workspace DIR] [--python PATH] [--json out.json]
+                [--html report.html] [--verbose] [--fail-on-divergence]
   ekka diagnose --target t.onnx --reference r.onnx [--reference-lowp r16.onnx] --inputs in.json
                 [--source-root DIR]... [--source-entry file.py:Class]
                 [--target-optimization LEVEL] [--reference-optimization LEVEL]
@@ -35,6 +35,7 @@ const OPTIONS = {
   'reference-optimization': { type: 'string' },
   'execution-provider': { type: 'string' },
   workspace: { type: 'string' },
+  python: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -123,7 +124,12 @@ export async function main(argv: string[], cwd = process.cwd()): Promise<number>
       ? await loadDiagnosis(path.resolve(cwd, rest[0]))
       : await configFromFlags(values, cwd);
     if (values.workspace) await confineToFolder(config, path.resolve(cwd, values.workspace));
-    const result = await diagnose(config);
+    const result = await diagnose(
+      config,
+      {},
+      undefined,
+      values.python ? { python: path.resolve(cwd, values.python) } : {},
+    );
     process.stdout.write(`${formatReport(result, cwd, values.verbose)}\n`);
     if (values.json) {
       const out = path.resolve(cwd, values.json);

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { EkkaError, describeCause } from '../errors';
 import { toNumberArray } from '../tensors/dtypes';
 import type { CaptureInfo, CapturedRecord } from './capturedRecord';
+import { PYTHON_CHOICES } from './pythonDiscovery';
 
 /** Precision the helper converts the model and its float inputs to. */
 export type PyTorchDType = 'float32' | 'bfloat16' | 'float16';
@@ -654,7 +655,7 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
           new EkkaError(
             'input',
             `${line ?? `torch cannot be imported by ${python}`}; ` +
-              'choose a Python interpreter that has PyTorch installed',
+              `choose a Python interpreter that has PyTorch installed: ${PYTHON_CHOICES}`,
             factory,
           ),
         );

@@ -88,6 +88,17 @@ describe('ekka CLI', () => {
     );
   });
 
+  it('captures PyTorch runs with the interpreter --python names, before EKKA_PYTHON', async () => {
+    const python = path.join(dir, 'python-without-torch');
+    await fs.writeFile(python, '#!/bin/sh\necho "No module named torch" >&2\nexit 1\n', {
+      mode: 0o755,
+    });
+    const config = path.join(ROOT, 'samples/serving-llama/cases/control-tp1/ekka.json');
+    const run = ekka(['diagnose', config, '--python', python]);
+    assertCleanFailure(run, /No module named torch/);
+    assert.ok(run.stderr.includes(python), run.stderr);
+  });
+
   it('exits 1 on a divergence with --fail-on-divergence, 0 on a clean control', () => {
     assert.equal(
       ekka(['diagnose', path.join(ROPE, 'ekka.json'), '--fail-on-divergence']).status,
