@@ -38,7 +38,13 @@ describe('OnnxCapture', () => {
 
   it('yields every intermediate in execution order with module paths', async () => {
     const { records, capture: run } = await capture(inputs);
-    assert.equal(run.info.executionProvider, 'cpu');
+    // `auto` takes CUDA where onnxruntime-node has it and it starts; otherwise CPU, saying why.
+    if (run.info.executionProvider === 'cpu') {
+      assert.match(run.info.fallbackReason ?? '', /CUDA execution provider/);
+    } else {
+      assert.equal(run.info.executionProvider, 'cuda');
+      assert.equal(run.info.fallbackReason, undefined);
+    }
     assert.deepEqual(
       records.map((r) => r.seq),
       records.map((_, i) => i),

@@ -153,6 +153,16 @@ describe('CaptureStreamDecoder', () => {
 // ---------------------------------------------------------------------------------------------
 // The real helper, with Debian's torch.
 
+/** Whether `python` imports `module`. */
+function hasModule(python: string, module: string): boolean {
+  try {
+    execFileSync(python, ['-c', `import ${module}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function capture(factory: string, options: Partial<PyTorchCaptureOptions> = {}) {
   return capturePyTorch({ python: PYTHON, factory, device: 'cpu', timeoutMs: 60_000, ...options });
 }
@@ -346,15 +356,55 @@ describe('capturePyTorch', function () {
     assert.ok(!inputs('block#1/0')!.includes('norm#1/'));
   });
 
-  it('loads a HuggingFace model directory only with transformers, and says so without it', async () => {
+  it('says that a HuggingFace model directory needs transformers where it is missing', async function () {
+    // Debian's python3-torch has no transformers; where it does, the next test covers the load.
+    if (hasModule(PYTHON, 'transformers')) this.skip();
     const directory = mkdtempSync(path.join(tmpdir(), 'ekka-hf-'));
     try {
       await assert.rejects(
         capture('hf', { hfModel: { directory, tokenIds: [1, 2, 3] } }),
-        // Without transformers (Debian's python3-torch has none) the message names it; with it, an
-        // empty folder is no model.
-        /transformers is not installed for .*python3.*: a HuggingFace model directory needs it|config\.json/,
+        /transformers is not installed for .*python3.*: a HuggingFace model directory needs it/,
       );
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('loads a HuggingFace model directory with transformers: a tiny Llama saved from its config', async function () {
+    // The test setup's virtual environment (npm run setup:python) pins transformers.
+    const python = process.env.EKKA_PYTHON;
+    if (!python || !hasModule(python, 'transformers')) this.skip();
+    const directory = mkdtempSync(path.join(tmpdir(), 'ekka-hf-'));
+    try {
+      execFileSync(
+        python,
+        [
+          '-c',
+          [
+            'import sys, torch, transformers',
+            'torch.manual_seed(0)',
+            'config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)',
+            'transformers.LlamaForCausalLM(config).save_pretrained(sys.argv[1])',
+          ].join('\n'),
+          directory,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      const { info, records } = await capturePyTorch({
+        python,
+        factory: '',
+        hfModel: { directory, tokenIds: [1, 2, 3] },
+        device: 'cpu',
+        timeoutMs: 120_000,
+      });
+      assert.equal(info.framework, 'pytorch');
+      const modules = new Set(records.map((r) => r.module));
+      for (const module of ['model.embed_tokens', 'model.layers.1.mlp.down_proj', 'lm_head']) {
+        assert.ok(modules.has(module), `no record of ${module}`);
+      }
+      const logits = records.find((r) => r.module === 'lm_head' && !r.output.startsWith('in.'))!;
+      assert.deepEqual(logits.shape, [1, 3, 64]);
+      assert.ok(logits.data.every((v) => Number.isFinite(v)));
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
