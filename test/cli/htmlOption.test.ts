@@ -130,7 +130,7 @@ describe('ekka diagnose --html', () => {
     assert.equal(run.status, 0);
     assert.match(
       run.stdout,
-      /ekka diagnose <ekka\.json> (\[--workspace DIR\] )?\[--json out\.json\] \[--html report\.html\]/,
+      /ekka diagnose <ekka\.json> [^\n]*\[--json out\.json\]\s+\[--html report\.html\]/,
     );
   });
 });
