@@ -28,16 +28,16 @@ const KERNEL_KINDS: Record<KernelLocation['kind'], string> = {
 };
 
 /** `kernel: csrc/layernorm_kernels.cu:42 rms_norm_kernel (launched by rms_norm, line 80)`. */
-function kernelLine(kernel: KernelLocation): string {
+function kernelLine(kernel: KernelLocation, file: (path: string) => string): string {
   const launched = kernel.launches?.[0];
   if (!launched) {
-    return `kernel: ${kernel.file}:${kernel.line} ${kernel.symbol} (${KERNEL_KINDS[kernel.kind]})`;
+    return `kernel: ${file(kernel.file)}:${kernel.line} ${kernel.symbol} (${KERNEL_KINDS[kernel.kind]})`;
   }
   const host =
-    launched.file === kernel.file ? `line ${kernel.line}` : `${kernel.file}:${kernel.line}`;
+    launched.file === kernel.file ? `line ${kernel.line}` : `${file(kernel.file)}:${kernel.line}`;
   const others = kernel.launches!.length - 1;
   const more = others > 0 ? `; ${others} more kernel${others > 1 ? 's' : ''}` : '';
-  return `kernel: ${launched.file}:${launched.line} ${launched.symbol} (launched by ${kernel.symbol}, ${host}${more})`;
+  return `kernel: ${file(launched.file)}:${launched.line} ${launched.symbol} (launched by ${kernel.symbol}, ${host}${more})`;
 }
 
 /**
@@ -81,6 +81,9 @@ export function formatMapping(
 export function formatReport(result: DiagnosisResult, cwd: string, verbose = false): string {
   const lines: string[] = [];
   const rel = (file: string) => path.relative(cwd, file) || file;
+  // Source files in the result are relative to its sourceBase; printed, relative to cwd like the rest.
+  const sourceFile = (file: string) =>
+    result.sourceBase ? rel(path.resolve(result.sourceBase, file)) : file;
   lines.push(`Ekka diagnosis${result.config ? ` — ${rel(result.config)}` : ''}`);
   const runs: [string, DiagnosisResult['runs']['target'] | undefined][] = [
     ['target', result.runs.target],
@@ -169,7 +172,9 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     }
     const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
     for (const s of result.suspects) {
-      const source = s.source ? `${s.source.file}:${s.source.line} (${s.source.symbol})` : '—';
+      const source = s.source
+        ? `${sourceFile(s.source.file)}:${s.source.line} (${s.source.symbol})`
+        : '—';
       const point = result.series[s.index];
       const nonFinite =
         point && point.target.nan + point.target.inf > 0
@@ -190,7 +195,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     lines.push(header!);
     result.suspects.forEach((s, i) => {
       lines.push(suspectRows[i]!);
-      if (s.kernel) lines.push(`      ${kernelLine(s.kernel)}`);
+      if (s.kernel) lines.push(`      ${kernelLine(s.kernel, sourceFile)}`);
     });
     if (top?.ownRatio !== undefined) {
       const starts = top.ownRatio >= result.thresholds.ratio;

@@ -337,6 +337,7 @@ export async function diagnoseCaptured(
   return finishDiagnosis(
     {
       thresholds: config.thresholds,
+      baseDir: config.baseDir,
       ...(config.name ? { name: config.name } : {}),
       ...(config.file ? { file: config.file } : {}),
     },

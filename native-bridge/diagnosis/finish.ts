@@ -51,6 +51,8 @@ export interface FinishOptions {
   thresholds: Thresholds;
   name?: string;
   file?: string;
+  /** The folder source files are made relative to (the config's, or the first source root). */
+  baseDir: string;
   /** Ops compared one to one, counted after `refine` (which may compare more). */
   comparedOps?: () => number;
 }
@@ -108,5 +110,6 @@ export async function finishDiagnosis(
   };
   if (options.name) result.name = options.name;
   if (options.file) result.config = options.file;
+  result.sourceBase = options.baseDir;
   return result;
 }

@@ -374,6 +374,7 @@ export async function diagnoseOnnx(
     return await finishDiagnosis(
       {
         thresholds,
+        baseDir: config.baseDir,
         ...(config.name ? { name: config.name } : {}),
         ...(config.file ? { file: config.file } : {}),
         comparedOps: () => comparedOps.length,

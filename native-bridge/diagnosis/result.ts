@@ -117,6 +117,8 @@ export interface DiagnosisResult {
   version: 1;
   name?: string;
   config?: string;
+  /** The absolute folder that every `source` and `kernel` file in the result is relative to. */
+  sourceBase?: string;
   runs: { target: OnnxRunInfo; reference: OnnxRunInfo; referenceLowPrecision?: OnnxRunInfo };
   noise: {
     source: 'low-precision-reference' | 'analytic-floor';

@@ -41,6 +41,11 @@ describe('ekka CLI', () => {
       run.stdout,
       /^1\s+model\.layers\.2\.self_attn\s.*modeling_target\.py:18 \(InterleavedRotaryAttention\)$/m,
     );
+    // Printed paths share one base, the current directory: the file opens from the terminal.
+    assert.ok(
+      run.stdout.includes(' samples/tiny-llama/cases/rope-interleaved/modeling_target.py:18 '),
+      run.stdout,
+    );
     const result = JSON.parse(await fs.readFile(out, 'utf8')) as DiagnosisResult;
     const top = result.suspects[0]!;
     assert.equal(top.module, 'model.layers.2.self_attn');
