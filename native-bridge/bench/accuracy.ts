@@ -105,7 +105,15 @@ export interface CaseSeries {
   noiseSource: DiagnosisResult['noise']['source'];
   points: Pick<
     SeriesPoint,
-    'index' | 'module' | 'key' | 'op' | 'ratio' | 'inputRatio' | 'inputIndex' | 'noiseSource'
+    | 'index'
+    | 'module'
+    | 'key'
+    | 'op'
+    | 'ratio'
+    | 'inputRatio'
+    | 'inputIndex'
+    | 'noiseSource'
+    | 'noiseDof'
   >[];
   suspects: { module: string; ratio: number; ownJump: number; confidence: number }[];
 }
@@ -120,7 +128,7 @@ export function caseSeries(
     expected,
     noiseSource: result.noise.source,
     points: result.series.map(
-      ({ index, module, key, op, ratio, inputRatio, inputIndex, noiseSource }) => ({
+      ({ index, module, key, op, ratio, inputRatio, inputIndex, noiseSource, noiseDof }) => ({
         index,
         module,
         key,
@@ -129,6 +137,7 @@ export function caseSeries(
         inputRatio,
         ...(inputIndex === undefined ? {} : { inputIndex }),
         noiseSource,
+        ...(noiseDof === undefined ? {} : { noiseDof }),
       }),
     ),
     suspects: result.suspects.map(({ module, ratio, ownJump, confidence }) => ({

@@ -30,6 +30,23 @@ export interface ErrorRatio {
   /** The denominator actually used. */
   noise: number;
   noiseSource: NoiseSource;
+  /**
+   * Where the denominator is the measured gap: its degrees of freedom (noiseDegreesOfFreedom), so
+   * that a ratio read from few noisy elements can be told from one read from many.
+   */
+  noiseDof?: number;
+}
+
+/**
+ * The degrees of freedom of a squared norm ‖d‖² read from n elements: 2n·P / (n − P), where P is
+ * the participation ratio (Σd²)²/Σd⁴. n for Gaussian differences, about 2.5 n for uniform rounding
+ * errors, about 2 when one element holds the whole norm; Infinity when all elements differ alike.
+ */
+export function noiseDegreesOfFreedom(metrics: PairMetrics): number {
+  const n = metrics.elements;
+  const p = metrics.effectiveElements;
+  if (p <= 0) return 0;
+  return p >= n ? Infinity : (2 * n * p) / (n - p);
 }
 
 /**
@@ -67,7 +84,17 @@ export function errorRatio(
   if (targetVsReference.nonFiniteMismatches > explainedMismatches) {
     return { ratio: RATIO_CAP, noise, noiseSource };
   }
-  return { ratio: Math.min(RATIO_CAP, targetVsReference.diffNorm / noise), noise, noiseSource };
+  const dof = lowPrecisionVsReference ? noiseDegreesOfFreedom(lowPrecisionVsReference) : 0;
+  const fromGap =
+    lowPrecisionVsReference !== undefined &&
+    noiseSource === 'low-precision-reference' &&
+    lowPrecisionVsReference.diffNorm >= (rounding ?? 0);
+  return {
+    ratio: Math.min(RATIO_CAP, targetVsReference.diffNorm / noise),
+    noise,
+    noiseSource,
+    ...(fromGap && Number.isFinite(dof) ? { noiseDof: dof } : {}),
+  };
 }
 
 /** Elements that differ between two integer (or boolean) tensors of one length. */

@@ -11,6 +11,12 @@ export interface PairMetrics {
   elements: number;
   /** ||t - r||₂ over positions where both sides are finite. */
   diffNorm: number;
+  /**
+   * How many elements carry the difference: (Σd²)² / Σd⁴, the participation ratio. n when every
+   * element differs alike, 1 when one element holds it all, 0 when nothing differs. A norm read
+   * from few such elements is a rough estimate (see localize/samplingBand).
+   */
+  effectiveElements: number;
   /** ||r||₂ over the same positions. */
   referenceNorm: number;
   /** ||t - r|| / ||r||; 0 when both are zero, Infinity when only the reference is zero. */
@@ -71,6 +77,7 @@ export function comparePair(
 
 interface Sums {
   diffSq: number;
+  diffFourth: number;
   refSq: number;
   targetSq: number;
   dot: number;
@@ -100,6 +107,7 @@ function fastPass(
   const { atol, rtol, referenceLimit: limit } = options;
   const n = target.length;
   let diffSq = 0;
+  let diffFourth = 0;
   let refSq = 0;
   let targetSq = 0;
   let dot = 0;
@@ -113,7 +121,9 @@ function fastPass(
       const t = target[i]!;
       const r = clampFinite(reference[i]!, limit);
       const d = t - r;
-      diffSq += d * d;
+      const d2 = d * d;
+      diffSq += d2;
+      diffFourth += d2 * d2;
       refSq += r * r;
       targetSq += t * t;
       dot += t * r;
@@ -126,7 +136,7 @@ function fastPass(
       maxBlock = start;
     }
   }
-  if (!Number.isFinite(diffSq + refSq + targetSq + dot + maxAbs)) return undefined;
+  if (!Number.isFinite(diffSq + diffFourth + refSq + targetSq + dot + maxAbs)) return undefined;
   let maxIndex = n > 0 ? maxBlock : -1;
   for (let i = maxBlock; i < Math.min(n, maxBlock + BLOCK); i++) {
     if (Math.abs(target[i]! - clampFinite(reference[i]!, limit)) === maxAbs) {
@@ -136,7 +146,16 @@ function fastPass(
   }
   return metricsFrom(
     n,
-    { diffSq, refSq, targetSq, dot, maxAbs: Math.max(maxAbs, 0), maxIndex, violations },
+    {
+      diffSq,
+      diffFourth,
+      refSq,
+      targetSq,
+      dot,
+      maxAbs: Math.max(maxAbs, 0),
+      maxIndex,
+      violations,
+    },
     NO_NON_FINITE,
   );
 }
@@ -150,6 +169,7 @@ function carefulPass(
   const { atol, rtol, referenceLimit: limit } = options;
   const sums: Sums = {
     diffSq: 0,
+    diffFourth: 0,
     refSq: 0,
     targetSq: 0,
     dot: 0,
@@ -172,6 +192,7 @@ function carefulPass(
       continue;
     }
     sums.diffSq += d * d;
+    sums.diffFourth += d * d * d * d;
     sums.refSq += r * r;
     sums.targetSq += t * t;
     sums.dot += t * r;
@@ -198,6 +219,7 @@ function metricsFrom(elements: number, sums: Sums, nonFinite: NonFiniteTally): P
   return {
     elements,
     diffNorm,
+    effectiveElements: sums.diffFourth > 0 ? (sums.diffSq * sums.diffSq) / sums.diffFourth : 0,
     referenceNorm,
     relativeL2Error: referenceNorm > 0 ? diffNorm / referenceNorm : diffNorm > 0 ? Infinity : 0,
     cosineSimilarity,

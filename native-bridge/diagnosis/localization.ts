@@ -6,6 +6,7 @@ import {
   rankSuspects,
   type RankedSuspect,
 } from '../localize/suspects';
+import { beyondSampling } from '../localize/samplingBand';
 import type { Thresholds } from './config';
 import type { DiagnosisResult, SeriesPoint } from './result';
 
@@ -16,7 +17,7 @@ import type { DiagnosisResult, SeriesPoint } from './result';
  * other branch of a decision flipped within noise (then `notes` says so and no one is named).
  */
 export function localizeSeries(
-  series: readonly SeriesPoint[],
+  measured: readonly SeriesPoint[],
   thresholds: Thresholds,
 ): {
   detection: ChangePointResult;
@@ -25,6 +26,8 @@ export function localizeSeries(
   notes: string[];
 } {
   const notes: string[] = [];
+  // Ratios read from too few noisy elements to tell from noise count as noise.
+  const series = beyondSampling(measured);
   const detection = detectChangePoint(
     series.map((p) => p.ratio),
     {

@@ -145,6 +145,7 @@ export class SeriesBuilder {
       maxAbsErrorIndex:
         metrics.maxAbsErrorIndex < 0 ? [] : unflattenIndex(metrics.maxAbsErrorIndex, place.shape),
       noiseSource: ratio.noiseSource,
+      ...(ratio.noiseDof !== undefined ? { noiseDof: ratio.noiseDof } : {}),
       inputRatio,
       ...(inputIndex !== undefined ? { inputIndex } : {}),
       ...(decisionInput !== undefined ? { decisionInput } : {}),

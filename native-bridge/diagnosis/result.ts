@@ -42,6 +42,11 @@ export interface SeriesPoint {
   /** Multi-dimensional index of the largest absolute difference. */
   maxAbsErrorIndex: number[];
   noiseSource: NoiseSource;
+  /**
+   * Degrees of freedom of the measured noise (compare/errorRatio), where the low-precision gap is
+   * the denominator: a ratio within its sampling band (localize/samplingBand) reads as noise.
+   */
+  noiseDof?: number;
   /** Largest ratio among the values entering this module from other modules (1 when none). */
   inputRatio: number;
   /** Series index of the input with the largest ratio, set whenever one is in the series. */
