@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
 import type { KernelLocation } from '../source/cppLocator';
-import { localEvidence } from '../report/formatting';
+import { localEvidence, runTerms } from '../report/formatting';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -77,6 +77,16 @@ export function formatMapping(
   return lines;
 }
 
+/** `cpu, float16, optimization: all, 4 segments`, or `cpu, bfloat16, PyTorch module hooks`. */
+function describeRun(info: DiagnosisResult['runs']['target'], kept: string): string {
+  const terms = runTerms(info);
+  const how =
+    info.framework === 'pytorch' || info.framework === 'dump'
+      ? `${terms.engine} ${terms.capture}`
+      : `optimization: ${terms.optimization}, ${info.capture === 'partitioned' ? `${info.segments} segments` : 'whole graph'}`;
+  return `${info.executionProvider}, ${info.precision}${kept}, ${how}`;
+}
+
 /** The human-readable summary the CLI prints. */
 export function formatReport(result: DiagnosisResult, cwd: string, verbose = false): string {
   const lines: string[] = [];
@@ -95,9 +105,7 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     const kept = info.keptFloat32?.length
       ? `; kept in float32: ${info.keptFloat32.join(', ')}`
       : '';
-    lines.push(
-      `  ${role.padEnd(26)}${rel(info.model)}  (${info.executionProvider}, ${info.precision}${kept}, optimization: ${info.optimization}, ${info.capture === 'partitioned' ? `${info.segments} segments` : 'whole graph'})`,
-    );
+    lines.push(`  ${role.padEnd(26)}${rel(info.model)}  (${describeRun(info, kept)})`);
   }
   const noise =
     result.noise.source === 'low-precision-reference'

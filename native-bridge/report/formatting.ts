@@ -1,4 +1,5 @@
 import type { Suspect } from '../diagnosis/result';
+import type { OnnxRunInfo } from '../runners/onnxRunner';
 
 /** Numbers and names as every report writes them (text, HTML, Markdown). */
 
@@ -28,4 +29,25 @@ export function localEvidence(
   if (suspect.ratio >= threshold) return ratio;
   const under = suspect.under === 'threshold' ? 'the threshold' : 'the analytic floor';
   return `${ratio}, under ${under} but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
+}
+
+/**
+ * How a run executed, in its own engine's terms: ONNX Runtime's graph optimization and capture
+ * mode, or a PyTorch capture's module hooks, or a dump read from disk.
+ */
+export function runTerms(info: OnnxRunInfo): {
+  engine: string;
+  optimization: string;
+  capture: string;
+} {
+  if (info.framework === 'pytorch') {
+    return { engine: 'PyTorch', optimization: 'eager', capture: 'module hooks' };
+  }
+  if (info.framework === 'dump') return { engine: 'dump', optimization: '—', capture: 'dump file' };
+  return {
+    engine: 'ONNX Runtime',
+    optimization: info.optimization,
+    capture:
+      info.capture === 'partitioned' ? `partitioned, ${info.segments} segments` : 'whole graph',
+  };
 }

@@ -6,7 +6,7 @@ import { parseAnnotations } from '../annotations/annotationStore';
 import { ROOT_CAUSES } from '../annotations/taxonomy';
 import type { DiagnosisResult, Suspect } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
-import { formatRatio, localEvidence, moduleName } from './formatting';
+import { formatRatio, localEvidence, moduleName, runTerms } from './formatting';
 
 /**
  * What the report page's script reads from `<script type="application/json" id="ekka-report-data">`
@@ -103,15 +103,15 @@ function runRows(result: DiagnosisResult, rel: (file: string) => string): Cell[]
     .map(([role, info]) => [
       escapeHtml(role),
       code(rel(info.model)),
-      'ONNX Runtime',
+      escapeHtml(runTerms(info).engine),
       escapeHtml(info.executionProvider) +
         (info.fallbackReason ? `<br><small>${escapeHtml(info.fallbackReason)}</small>` : ''),
-      escapeHtml(info.optimization),
+      escapeHtml(runTerms(info).optimization),
       escapeHtml(info.precision) +
         (info.keptFloat32?.length
           ? `<br><small>kept in float32: ${escapeHtml(info.keptFloat32.join(', '))}</small>`
           : ''),
-      info.capture === 'partitioned' ? `partitioned, ${info.segments} segments` : 'whole graph',
+      escapeHtml(runTerms(info).capture),
       String(info.capturedValues),
     ]);
 }

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { describeKernel, describeNoise } from './htmlReport';
-import { formatRatio, localEvidence, moduleName } from './formatting';
+import { formatRatio, localEvidence, moduleName, runTerms } from './formatting';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
@@ -107,12 +107,12 @@ export function renderMarkdownReport(
         .map(([role, info]) => [
           role,
           markdownCode(rel(info.model)),
-          'ONNX Runtime',
+          runTerms(info).engine,
           info.executionProvider,
-          info.optimization,
+          runTerms(info).optimization,
           info.precision +
             (info.keptFloat32?.length ? ` (float32: ${info.keptFloat32.join(', ')})` : ''),
-          info.capture === 'partitioned' ? `partitioned, ${info.segments} segments` : 'whole graph',
+          runTerms(info).capture,
         ]),
     ),
     '',

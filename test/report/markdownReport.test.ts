@@ -57,6 +57,28 @@ describe('Markdown report', () => {
     ]);
   });
 
+  it("describes a PyTorch capture in its own terms, not ONNX Runtime's", () => {
+    const captured = hostileResult();
+    captured.runs.target = {
+      ...captured.runs.target,
+      framework: 'pytorch',
+      model: 'serving.py:build',
+      precision: 'bfloat16',
+      optimization: 'disabled',
+      capture: 'whole-graph',
+      segments: 1,
+    };
+    const runs = renderMarkdownReport(captured, [])
+      .split('\n')
+      .filter((line) => line.startsWith('| target'));
+    const row = cells(runs[0]!);
+    assert.match(row[1]!, /serving\.py:build`$/);
+    assert.deepEqual(
+      [row[0], ...row.slice(2)],
+      ['target', 'PyTorch', 'cpu', 'eager', 'bfloat16', 'module hooks'],
+    );
+  });
+
   it('has one row per suspect with as many cells as the header, pipes and backticks included', () => {
     const [header, ...rows] = tableAfter(markdown, '### Suspects');
     assert.equal(rows.length, result.suspects.length);
