@@ -1,9 +1,9 @@
 /**
- * The one protocol between the extension, the bridge process and the Divergence webview. Bridge
- * calls are JSON-RPC (vscode-jsonrpc over the IPC channel); webview messages are a typed union.
+ * The one protocol between the extension, the bridge process and the Divergence webview: types
+ * only, plus PROTOCOL_VERSION, so the webview's bundle carries no runtime code of it. Bridge calls
+ * are JSON-RPC (their method constants live in bridge/rpc.ts); webview messages are a typed union.
  * Both handshakes carry PROTOCOL_VERSION, and a peer speaking another version is refused.
  */
-import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { Annotation } from './annotations/annotation';
 import type { DiagnosisResult, SeriesPoint, Suspect } from './diagnosis/result';
 import type { ErrorMap } from './compare/errorMap';
@@ -22,9 +22,6 @@ export interface InitializeResult {
   protocolVersion: number;
   pid: number;
 }
-export const InitializeRequest = new RequestType<InitializeParams, InitializeResult, void>(
-  'bridge/initialize',
-);
 
 export interface RunDiagnosisParams {
   /** Chosen by the caller; every notification of this run carries it. */
@@ -41,9 +38,6 @@ export interface RunDiagnosisParams {
     python?: string;
   };
 }
-export const RunDiagnosisRequest = new RequestType<RunDiagnosisParams, DiagnosisResult, void>(
-  'bridge/runDiagnosis',
-);
 
 /** Sent once per compared module output, as soon as it is compared. */
 export interface DidComparePointParams {
@@ -52,25 +46,16 @@ export interface DidComparePointParams {
   /** Date.now() in the bridge when the comparison finished, to measure the delay to the chart. */
   comparedAt: number;
 }
-export const DidComparePointNotification = new NotificationType<DidComparePointParams>(
-  'bridge/didComparePoint',
-);
 
 export interface DidProgressParams {
   runId: string;
   message: string;
 }
-export const DidProgressNotification = new NotificationType<DidProgressParams>(
-  'bridge/didProgress',
-);
 
 export interface GetErrorMapParams {
   runId: string;
   index: number;
 }
-export const GetErrorMapRequest = new RequestType<GetErrorMapParams, ErrorMap | null, void>(
-  'bridge/getErrorMap',
-);
 
 export interface LocateModuleParams {
   configPath: string;
@@ -78,11 +63,6 @@ export interface LocateModuleParams {
 }
 /** File paths are absolute. */
 export type ModuleLocation = SourceLocation;
-export const LocateModuleRequest = new RequestType<LocateModuleParams, ModuleLocation | null, void>(
-  'bridge/locateModule',
-);
-
-export const ShutdownRequest = new RequestType0<void, void>('bridge/shutdown');
 
 // ---- extension ⇄ webview ----
 

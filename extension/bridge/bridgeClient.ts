@@ -15,19 +15,21 @@ import {
 } from 'vscode-jsonrpc/node';
 import type { DiagnosisResult } from '../../native-bridge/diagnosis/result';
 import {
-  DidComparePointNotification,
-  DidProgressNotification,
-  GetErrorMapRequest,
-  InitializeRequest,
-  LocateModuleRequest,
   PROTOCOL_VERSION,
-  RunDiagnosisRequest,
-  ShutdownRequest,
   type DidComparePointParams,
   type ErrorMap,
   type ModuleLocation,
   type RunDiagnosisParams,
 } from '../../native-bridge/protocol';
+import {
+  DidComparePointNotification,
+  DidProgressNotification,
+  GetErrorMapRequest,
+  InitializeRequest,
+  LocateModuleRequest,
+  RunDiagnosisRequest,
+  ShutdownRequest,
+} from '../../native-bridge/bridge/rpc';
 
 export interface BridgeClientOptions {
   /** The bridge's entry (dist/bridge.js, or the TypeScript source with a loader in execArgv). */

@@ -10,17 +10,17 @@ import {
   ResponseError,
 } from 'vscode-jsonrpc/node';
 import { describeCause, EkkaError } from '../errors';
+import { PROTOCOL_VERSION } from '../protocol';
+import { BridgeService } from './bridgeService';
 import {
   DidComparePointNotification,
   DidProgressNotification,
   GetErrorMapRequest,
   InitializeRequest,
   LocateModuleRequest,
-  PROTOCOL_VERSION,
   RunDiagnosisRequest,
   ShutdownRequest,
-} from '../protocol';
-import { BridgeService } from './bridgeService';
+} from './rpc';
 
 /** JSON-RPC error codes of the bridge: EkkaError kinds travel in `data`. */
 export const BRIDGE_ERROR = { ekka: -32001, cancelled: -32800, internal: -32603 } as const;

@@ -1,6 +1,6 @@
 // A bridge from another release: answers the handshake with a protocol version nobody speaks.
 import { createMessageConnection, IPCMessageReader, IPCMessageWriter } from 'vscode-jsonrpc/node';
-import { InitializeRequest } from '../../native-bridge/protocol';
+import { InitializeRequest } from '../../native-bridge/bridge/rpc';
 
 const connection = createMessageConnection(
   new IPCMessageReader(process),
