@@ -84,16 +84,14 @@ export function errorRatio(
   if (targetVsReference.nonFiniteMismatches > explainedMismatches) {
     return { ratio: RATIO_CAP, noise, noiseSource };
   }
-  const dof = lowPrecisionVsReference ? noiseDegreesOfFreedom(lowPrecisionVsReference) : 0;
-  const fromGap =
-    lowPrecisionVsReference !== undefined &&
-    noiseSource === 'low-precision-reference' &&
-    lowPrecisionVsReference.diffNorm >= (rounding ?? 0);
+  // Where the gap itself is the denominator, how rough an estimate of the noise it is.
+  const gap = noiseSource === 'low-precision-reference' ? lowPrecisionVsReference : undefined;
+  const dof = gap && gap.diffNorm >= (rounding ?? 0) ? noiseDegreesOfFreedom(gap) : Infinity;
   return {
     ratio: Math.min(RATIO_CAP, targetVsReference.diffNorm / noise),
     noise,
     noiseSource,
-    ...(fromGap && Number.isFinite(dof) ? { noiseDof: dof } : {}),
+    ...(Number.isFinite(dof) ? { noiseDof: dof } : {}),
   };
 }
 

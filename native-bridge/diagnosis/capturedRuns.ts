@@ -273,7 +273,6 @@ export async function diagnoseCaptured(
           : {}),
       },
       measured,
-      exact,
       aligned.target.data,
       aligned.reference.data,
     );

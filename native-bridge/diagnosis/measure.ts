@@ -46,6 +46,8 @@ export interface PairTypes {
 }
 
 export interface Measured {
+  /** Integer or boolean values, compared by mismatches (PairTypes.exact). */
+  exact: boolean;
   metrics: PairMetrics;
   ratio: ErrorRatio;
   /** The type the noise was read at (the analytic floor's when no gap was measured). */
@@ -88,7 +90,7 @@ export function measurePair(
     const ratio: ErrorRatio = types.strict
       ? { ratio: mismatches > 0 ? RATIO_CAP : 0, noise: 0, noiseSource: 'analytic-floor' }
       : discreteRatio(mismatches, gap?.mismatches, metrics.elements);
-    return { metrics, ratio, noiseDType };
+    return { exact: true, metrics, ratio, noiseDType };
   }
   const metrics = comparePair(target, reference, {
     ...DEFAULT_COMPARE,
@@ -98,7 +100,7 @@ export function measurePair(
     floorFactor,
     roundingNorm: gap ? roundingErrorNorm(reference, types.runDType) : undefined,
   });
-  return { metrics, ratio, noiseDType };
+  return { exact: false, metrics, ratio, noiseDType };
 }
 
 /** Where a point sits and what it was computed from: everything a front-end knows of it. */
@@ -127,8 +129,7 @@ export class SeriesBuilder {
 
   add(
     place: PointPlace,
-    { metrics, ratio, noiseDType }: Measured,
-    exact: boolean,
+    { exact, metrics, ratio, noiseDType }: Measured,
     target: FloatArray,
     reference: FloatArray,
   ): SeriesPoint {

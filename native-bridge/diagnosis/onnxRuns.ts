@@ -293,7 +293,6 @@ export async function diagnoseOnnx(
         ...(unpairedInput ? { unpairedInput } : {}),
       },
       measured,
-      types.exact,
       data,
       ref.data,
     );
