@@ -123,7 +123,7 @@ export class DivergencePanel implements vscode.Disposable {
   private resourceRoots(): vscode.Uri[] {
     return [
       vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview'),
-      vscode.Uri.joinPath(this.extensionUri, 'node_modules', 'plotly.js-dist-min'),
+      vscode.Uri.joinPath(this.extensionUri, 'node_modules', 'plotly.js-cartesian-dist-min'),
     ];
   }
 
@@ -136,7 +136,7 @@ export class DivergencePanel implements vscode.Disposable {
       webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, ...segments)).toString();
     webview.html = panelHtml({
       cspSource: webview.cspSource,
-      plotlyUri: asUri('node_modules', 'plotly.js-dist-min', 'plotly.min.js'),
+      plotlyUri: asUri('node_modules', 'plotly.js-cartesian-dist-min', 'plotly-cartesian.min.js'),
       scriptUri: asUri('dist', 'webview', 'panel.js'),
       styleUri: asUri('dist', 'webview', 'panel.css'),
     });

@@ -393,7 +393,7 @@ export async function loadReportAssets(): Promise<ReportAssets> {
   }
   let plotlyFile: string;
   try {
-    plotlyFile = require.resolve('plotly.js-dist-min/plotly.min.js', { paths: [__dirname] });
+    plotlyFile = require.resolve('plotly.js-cartesian-dist-min/plotly-cartesian.min.js', { paths: [__dirname] });
   } catch (cause) {
     throw new EkkaError('runtime', `plotly.js is not installed: ${describeCause(cause)}`);
   }

@@ -265,8 +265,8 @@ describe('faults: the HTML report cannot be written', function () {
 
   it('--html cut off by a full disk (file size limit): clear message, exit 2', async () => {
     const json = path.join(dir, 'limited.json');
-    // 4 MiB allows the JSON result (about 60 KB), not the report (plotly inlined, about 4.8 MB).
-    const end = await diagnoseWithHtml('limited.html', json, 8192);
+    // 1 MiB allows the JSON result (about 60 KB), not the report (plotly inlined, about 1.4 MB).
+    const end = await diagnoseWithHtml('limited.html', json, 2048);
     assert.equal(end.code, 2, end.stderr);
     assert.match(
       end.stderr,
