@@ -41,17 +41,7 @@ export function panelHtml(options: {
 </header>
 <div id="divergence" class="chart" aria-label="Error ratio per module in execution order"></div>
 <h3>Suspects</h3>
-<vscode-data-grid id="suspects" grid-template-columns="3em 2fr 6em 6em 6em 2fr 8em" aria-label="Suspects">
-  <vscode-data-grid-row row-type="header">
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="1">#</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="2">module</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="3">op</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="4">ratio</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="5">confidence</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="6">source</vscode-data-grid-cell>
-    <vscode-data-grid-cell cell-type="columnheader" grid-column="7"></vscode-data-grid-cell>
-  </vscode-data-grid-row>
-</vscode-data-grid>
+<vscode-data-grid id="suspects" aria-label="Suspects"></vscode-data-grid>
 <div class="heatmap-header">
   <h3 id="heatmap-title">Click a point to see its error heatmap.</h3>
   <vscode-button id="annotate-selected" appearance="secondary" hidden>Annotate this module</vscode-button>

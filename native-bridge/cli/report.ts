@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
 import type { KernelLocation } from '../source/cppLocator';
-import { localEvidence, runTerms } from '../report/formatting';
+import { inheritedSummary, localEvidence, runTerms } from '../report/formatting';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -178,6 +178,8 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
         '',
       );
     }
+    const inherited = inheritedSummary(result);
+    if (inherited) lines.push(inherited, '');
     const rows = [['rank', 'module', 'op', 'ratio', 'own jump', 'confidence', 'source']];
     for (const s of result.suspects) {
       const source = s.source

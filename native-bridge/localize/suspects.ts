@@ -190,6 +190,22 @@ export function classifyPoint(
   return ownJump(point.ratio, point.inputRatio) >= Math.log(threshold) ? 'amplifier' : undefined;
 }
 
+/**
+ * A point above the threshold that reads error at least as large and multiplies it by less than
+ * the threshold: its error came in with its inputs. Such points are shown as inherited, never as
+ * suspects.
+ */
+export function inheritsError(
+  point: Pick<SeriesPointForRanking, 'ratio' | 'inputRatio'>,
+  threshold: number,
+): boolean {
+  return (
+    point.ratio >= threshold &&
+    point.inputRatio >= threshold &&
+    ownJump(point.ratio, point.inputRatio) < Math.log(threshold)
+  );
+}
+
 /** The bar a suspect passed. */
 export type Evidence = 'local' | 'faint local' | 'under the floor' | 'amplifier';
 

@@ -1,4 +1,5 @@
-import type { Suspect } from '../diagnosis/result';
+import type { DiagnosisResult, Suspect } from '../diagnosis/result';
+import { inheritsError } from '../localize/suspects';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 
 /** Numbers and names as every report writes them (text, HTML, Markdown). */
@@ -29,6 +30,23 @@ export function localEvidence(
   if (suspect.ratio >= threshold) return ratio;
   const under = suspect.under === 'threshold' ? 'the threshold' : 'the analytic floor';
   return `${ratio}, under ${under} but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
+}
+
+/**
+ * The module outputs above the threshold whose error came in with their inputs, in one sentence
+ * (undefined when there are none): the reports name them as inherited so no one reads them as
+ * suspects.
+ */
+export function inheritedSummary(
+  result: Pick<DiagnosisResult, 'series' | 'thresholds'>,
+): string | undefined {
+  const threshold = result.thresholds.ratio;
+  const inherited = result.series.filter((p) => inheritsError(p, threshold));
+  if (inherited.length === 0) return undefined;
+  const first = inherited[0]!;
+  const last = inherited[inherited.length - 1]!;
+  const span = inherited.length === 1 ? `#${first.index}` : `#${first.index}–#${last.index}`;
+  return `${inherited.length} module output${inherited.length === 1 ? '' : 's'} above the threshold (${span}) only carry the error they read (each multiplies it by less than ×${formatRatio(threshold)}): inherited, not suspects.`;
 }
 
 /**

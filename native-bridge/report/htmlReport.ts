@@ -6,7 +6,7 @@ import { parseAnnotations } from '../annotations/annotationStore';
 import { ROOT_CAUSES } from '../annotations/taxonomy';
 import type { DiagnosisResult, Suspect } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
-import { formatRatio, localEvidence, moduleName, runTerms } from './formatting';
+import { formatRatio, inheritedSummary, localEvidence, moduleName, runTerms } from './formatting';
 
 /**
  * What the report page's script reads from `<script type="application/json" id="ekka-report-data">`
@@ -210,6 +210,8 @@ function verdict(result: DiagnosisResult): string {
       `<p>The top suspect's output (#${top.index}) diverged earlier; the modules reading it carry its error from #${cp.index} on.</p>`,
     );
   }
+  const inherited = inheritedSummary(result);
+  if (inherited) parts.push(`<p>${escapeHtml(inherited)}</p>`);
   if (top?.ownRatio !== undefined) {
     const starts = top.ownRatio >= result.thresholds.ratio;
     parts.push(
@@ -393,7 +395,9 @@ export async function loadReportAssets(): Promise<ReportAssets> {
   }
   let plotlyFile: string;
   try {
-    plotlyFile = require.resolve('plotly.js-cartesian-dist-min/plotly-cartesian.min.js', { paths: [__dirname] });
+    plotlyFile = require.resolve('plotly.js-cartesian-dist-min/plotly-cartesian.min.js', {
+      paths: [__dirname],
+    });
   } catch (cause) {
     throw new EkkaError('runtime', `plotly.js is not installed: ${describeCause(cause)}`);
   }

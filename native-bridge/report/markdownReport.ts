@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { describeKernel, describeNoise } from './htmlReport';
-import { formatRatio, localEvidence, moduleName, runTerms } from './formatting';
+import { formatRatio, inheritedSummary, localEvidence, moduleName, runTerms } from './formatting';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
@@ -71,6 +71,8 @@ export function renderMarkdownReport(
     out.push(
       `**Change point at #${cp.index}: ${markdownCode(moduleName(cp.module))}** (ratio ${fmt(cp.ratio)}, threshold ${fmt(result.thresholds.ratio)})`,
     );
+    const inherited = inheritedSummary(result);
+    if (inherited) out.push('', markdownText(inherited));
     const top = result.suspects[0];
     if (top?.ownRatio !== undefined) {
       const starts = top.ownRatio >= result.thresholds.ratio;

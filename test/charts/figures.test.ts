@@ -32,7 +32,7 @@ interface Scatter {
   hovertext: string[];
   text?: string[];
   line?: { color: string };
-  marker: { color: string[] };
+  marker: { color: string[]; symbol: string[]; opacity: number[] };
 }
 interface Shape {
   type: string;
@@ -123,7 +123,11 @@ describe('Divergence figure', () => {
       suspects: [],
     };
     const figure = divergenceFigure(view, THEME);
-    assert.equal(figure.data.length, 3, 'trace positions stay fixed');
+    // The first three positions stay fixed; the module kinds' legend entries follow them.
+    assert.deepEqual(
+      figure.data.slice(0, 3).map((t) => t.uid),
+      ['series', 'suspects', 'change-point'],
+    );
     assert.deepEqual(trace<Scatter>(figure, DIVERGENCE_TRACES.changePoint).x, []);
     assert.ok(!layout(figure).shapes.some((s) => s.type === 'line'));
     assert.equal(layout(figure).uirevision, 'divergence');
@@ -141,6 +145,47 @@ describe('Divergence figure', () => {
     assert.deepEqual([...first.customdata, ...update.customdata[0]], whole.customdata);
     assert.deepEqual([...first.hovertext, ...update.hovertext[0]], whole.hovertext);
     assert.deepEqual([...first.marker.color, ...update['marker.color'][0]], whole.marker.color);
+    assert.deepEqual([...first.marker.symbol, ...update['marker.symbol'][0]], whole.marker.symbol);
+    assert.deepEqual(
+      [...first.marker.opacity, ...update['marker.opacity'][0]],
+      whole.marker.opacity,
+    );
+  });
+
+  it('ticks the x axis where each layer starts and keys module kinds by marker', () => {
+    const view = model();
+    const layered = ['model.embed_tokens', 'model.layers.0.self_attn.q_proj', 'model.layers.0.mlp']
+      .concat(['model.layers.1.input_layernorm', 'model.layers.1', 'lm_head'])
+      .map((module, k) => ({ ...view.series[k]!, module }));
+    const figure = divergenceFigure({ ...view, series: layered }, THEME);
+    const xaxis = figure.layout.xaxis as { tickvals: number[]; ticktext: string[] };
+    assert.deepEqual(xaxis.tickvals, [0, 1, 3, 5]);
+    assert.deepEqual(xaxis.ticktext, ['in', 'L0', 'L1', 'out']);
+    assert.deepEqual(series(figure).marker.symbol, [
+      'square',
+      'diamond',
+      'triangle-up',
+      'circle',
+      'hexagon',
+      'star',
+    ]);
+    const legend = figure.data.slice(3).map((t) => t.name);
+    assert.deepEqual(legend, ['embedding', 'attention', 'MLP', 'norm', 'head', 'layer']);
+    assert.match(series(figure).hovertext[1]!, /q_proj<\/b> · attention · layer 0/);
+  });
+
+  it('draws a point that only passes on what it reads as inherited, faded, never a suspect', () => {
+    const view = model();
+    // #4 reads #3 at 250 and outputs 300: ×1.2 of its own, under the threshold of 2.
+    const inherited = view.series.map((p) =>
+      p.index === 4 ? { ...p, inputRatio: 250, inputIndex: 3 } : p,
+    );
+    const figure = divergenceFigure({ ...view, series: inherited }, THEME);
+    const points = series(figure);
+    assert.equal(points.marker.opacity[4], 0.4);
+    assert.equal(points.marker.opacity[3], 1);
+    assert.match(points.hovertext[4]!, /inherited<\/i>: reads ratio 250 \(#3\), own factor ×1\.2/);
+    assert.ok(!points.hovertext[3]!.includes('inherited'));
   });
 
   it('takes its colours and font from the theme', () => {

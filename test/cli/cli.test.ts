@@ -59,6 +59,18 @@ describe('ekka CLI', () => {
     assert.ok(
       result.series.every((p) => typeof p.ratio === 'number' && typeof p.module === 'string'),
     );
+    // The modules after the change point are named as inherited, counted from the result.
+    const inherited = result.series.filter(
+      (p) => p.ratio >= 2 && p.inputRatio >= 2 && p.ratio / p.inputRatio < 2,
+    );
+    assert.ok(inherited.length > 10 && inherited.every((p) => p.index > 40));
+    assert.ok(
+      run.stdout.includes(
+        `${inherited.length} module outputs above the threshold (#${inherited[0]!.index}–`,
+      ),
+      run.stdout,
+    );
+    assert.ok(!result.suspects.some((s) => inherited.some((p) => p.index === s.index)));
   });
 
   it('runs without a config from two ONNX files, an inputs file and source roots', async () => {

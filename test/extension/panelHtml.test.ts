@@ -4,7 +4,7 @@ import { panelHtml } from '../../extension/panel/panelHtml';
 const options = {
   cspSource: 'https://file+.vscode-resource.vscode-cdn.net',
   plotlyUri:
-    'https://file+.vscode-resource.vscode-cdn.net/ext/node_modules/plotly.js-dist-min/plotly.min.js',
+    'https://file+.vscode-resource.vscode-cdn.net/ext/node_modules/plotly.js-cartesian-dist-min/plotly-cartesian.min.js',
   scriptUri: 'https://file+.vscode-resource.vscode-cdn.net/ext/dist/webview/panel.js',
   styleUri: 'https://file+.vscode-resource.vscode-cdn.net/ext/dist/webview/panel.css',
 };

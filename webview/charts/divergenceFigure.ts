@@ -1,4 +1,6 @@
 import type { DiagnosisResult, SeriesPoint, Suspect } from '../../native-bridge/diagnosis/result';
+import { inheritsError } from '../../native-bridge/localize/suspects';
+import { layerOf, layerTicks, MODULE_KINDS, moduleKind, type ModuleKind } from './layerAxis';
 
 /**
  * Colours and font of the surface a chart is drawn on: the light report page, or the editor's
@@ -76,14 +78,23 @@ export function escapePlotlyText(text: string): string {
 const moduleLabel = (module: string): string => escapePlotlyText(module || '(root)');
 
 /** The hover text of one series point: every metric the comparison measured for it. */
-export function pointHoverText(point: SeriesPoint): string {
+export function pointHoverText(point: SeriesPoint, thresholdRatio?: number): string {
   const clamped =
     displayRatio(point.ratio) !== point.ratio
       ? ` (drawn at ${formatNumber(displayRatio(point.ratio))})`
       : '';
   const counts = (c: SeriesPoint['target']) => `${c.nan} NaN, ${c.inf} Inf`;
+  const layer = layerOf(point.module);
+  const where = `${MODULE_KINDS[moduleKind(point.module)].label}${layer === undefined ? '' : ` · layer ${layer}`}`;
+  const inherited =
+    thresholdRatio !== undefined && inheritsError(point, thresholdRatio)
+      ? [
+          `<i>inherited</i>: reads ratio ${formatNumber(point.inputRatio)}${point.inputIndex === undefined ? '' : ` (#${point.inputIndex})`}, own factor ×${formatNumber(Math.max(point.ratio, 1) / point.inputRatio)}: not a suspect`,
+        ]
+      : [];
   return [
-    `<b>#${point.index} ${moduleLabel(point.module)}</b>${point.call > 1 ? ` · call ${point.call}` : ''}`,
+    `<b>#${point.index} ${moduleLabel(point.module)}</b>${point.call > 1 ? ` · call ${point.call}` : ''} · ${where}`,
+    ...inherited,
     `${escapePlotlyText(point.op)} ${escapePlotlyText(point.node)}`,
     `shape [${point.shape.join(', ')}] ${escapePlotlyText(point.dtype)}`,
     `ratio ${formatNumber(point.ratio)}${clamped} · input ratio ${formatNumber(point.inputRatio)}`,
@@ -113,6 +124,8 @@ export interface DivergencePointColumns {
   customdata: number[];
   hovertext: string[];
   'marker.color': string[];
+  'marker.symbol': string[];
+  'marker.opacity': number[];
 }
 
 function pointColumns(
@@ -125,8 +138,12 @@ function pointColumns(
     x: points.map((p) => p.index),
     y: points.map((p) => displayRatio(p.ratio)),
     customdata: points.map((p) => p.index),
-    hovertext: points.map(pointHoverText),
+    hovertext: points.map((p) => pointHoverText(p, thresholdRatio)),
     'marker.color': points.map((p) => pointColor(p, thresholdRatio, changePointIndex, theme)),
+    'marker.symbol': points.map((p) => MODULE_KINDS[moduleKind(p.module)].symbol),
+    // Error that came in with the inputs is drawn faded: it is where the error went, not where
+    // it started.
+    'marker.opacity': points.map((p) => (inheritsError(p, thresholdRatio) ? 0.4 : 1)),
   };
 }
 
@@ -155,12 +172,18 @@ export function divergenceExtension(
       customdata: [columns.customdata],
       hovertext: [columns.hovertext],
       'marker.color': [columns['marker.color']],
+      'marker.symbol': [columns['marker.symbol']],
+      'marker.opacity': [columns['marker.opacity']],
     },
     indices: [DIVERGENCE_TRACES.series],
   };
 }
 
-function suspectHoverText(suspect: Suspect, point: SeriesPoint | undefined): string {
+function suspectHoverText(
+  suspect: Suspect,
+  point: SeriesPoint | undefined,
+  thresholdRatio: number,
+): string {
   const own =
     suspect.ownRatio !== undefined ? ` · own ratio ${formatNumber(suspect.ownRatio)}` : '';
   const head = `<b>Suspect #${suspect.rank}</b> · confidence ${suspect.confidence.toFixed(2)}${own}`;
@@ -168,7 +191,7 @@ function suspectHoverText(suspect: Suspect, point: SeriesPoint | undefined): str
     ? `<br>${escapePlotlyText(suspect.source.file)}:${suspect.source.line}`
     : '';
   const body = point
-    ? pointHoverText(point)
+    ? pointHoverText(point, thresholdRatio)
     : `<b>#${suspect.index} ${moduleLabel(suspect.module)}</b><br>ratio ${formatNumber(suspect.ratio)}`;
   return `${head}${source}<br>${body}`;
 }
@@ -194,7 +217,12 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     hovertext: columns.hovertext,
     hovertemplate: '%{hovertext}<extra></extra>',
     line: { color: theme.accent, width: 1 },
-    marker: { color: columns['marker.color'], size: 6 },
+    marker: {
+      color: columns['marker.color'],
+      symbol: columns['marker.symbol'],
+      opacity: columns['marker.opacity'],
+      size: 7,
+    },
   };
   const suspects: PlotlyObject = {
     type: 'scatter',
@@ -207,7 +235,9 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     text: model.suspects.map((s) => `#${s.rank}`),
     textposition: 'top center',
     textfont: { color: theme.warning, family: theme.fontFamily, size: theme.fontSize },
-    hovertext: model.suspects.map((s) => suspectHoverText(s, byIndex.get(s.index))),
+    hovertext: model.suspects.map((s) =>
+      suspectHoverText(s, byIndex.get(s.index), model.thresholdRatio),
+    ),
     hovertemplate: '%{hovertext}<extra></extra>',
     marker: {
       symbol: 'circle-open',
@@ -229,7 +259,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
           `<b>Change point</b><br>${(() => {
             const point = byIndex.get(cp.index);
             return point
-              ? pointHoverText(point)
+              ? pointHoverText(point, model.thresholdRatio)
               : `#${cp.index} ${moduleLabel(cp.module)} · ratio ${formatNumber(cp.ratio)}`;
           })()}`,
         ]
@@ -289,9 +319,11 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     annotations.push({
       xref: 'x',
       x: cp.index,
+      xanchor: 'left',
+      xshift: 4,
       yref: 'paper',
       y: 1,
-      yanchor: 'bottom',
+      yanchor: 'top',
       showarrow: false,
       text: `change point #${cp.index}: ${moduleLabel(cp.module)}`,
       font: { color: theme.error, size: theme.fontSize },
@@ -308,7 +340,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     paper_bgcolor: theme.background,
     plot_bgcolor: theme.background,
     font: { family: theme.fontFamily, size: theme.fontSize, color: theme.foreground },
-    margin: { l: 64, r: 16, t: 48, b: 48 },
+    margin: { l: 64, r: 16, t: 56, b: 48 },
     hovermode: 'closest',
     hoverlabel: {
       align: 'left',
@@ -317,8 +349,9 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
       font: { family: theme.fontFamily, size: theme.fontSize, color: theme.foreground },
     },
     showlegend: true,
-    legend: { orientation: 'h', x: 0, xanchor: 'left', y: -0.14, yanchor: 'top' },
-    xaxis: { ...axis, title: { text: 'execution order' }, rangemode: 'tozero' },
+    // Above the plot, clear of the x axis and its title at any panel height.
+    legend: { orientation: 'h', x: 0, xanchor: 'left', y: 1.02, yanchor: 'bottom' },
+    xaxis: { ...axis, ...xAxisTicks(model.series), rangemode: 'tozero' },
     yaxis: { ...axis, type: 'log', title: { text: 'error ratio' }, exponentformat: 'power' },
     shapes,
     annotations,
@@ -330,7 +363,41 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     responsive: true,
     modeBarButtonsToRemove: ['select2d', 'lasso2d'],
   };
-  return { data: [series, suspects, changePoint], layout, config };
+  return {
+    data: [series, suspects, changePoint, ...kindLegend(model.series, theme)],
+    layout,
+    config,
+  };
+}
+
+/** Ticks where each layer starts, when module paths name layers; else plain execution order. */
+export function xAxisTicks(series: readonly SeriesPoint[]): PlotlyObject {
+  const { tickvals, ticktext } = layerTicks(series);
+  if (tickvals.length === 0) return { title: { text: 'execution order' } };
+  return {
+    title: { text: 'layer (points in execution order)' },
+    tickmode: 'array',
+    tickvals,
+    ticktext,
+  };
+}
+
+/** One legend entry per module kind in the series: the marker symbols' key (draws no point). */
+function kindLegend(series: readonly SeriesPoint[], theme: ChartTheme): PlotlyObject[] {
+  const kinds = new Set<ModuleKind>(series.map((p) => moduleKind(p.module)));
+  return (Object.keys(MODULE_KINDS) as ModuleKind[])
+    .filter((kind) => kinds.has(kind))
+    .map((kind) => ({
+      type: 'scatter',
+      mode: 'markers',
+      name: MODULE_KINDS[kind].label,
+      uid: `kind-${kind}`,
+      x: [null],
+      y: [null],
+      hoverinfo: 'skip',
+      legendgroup: 'kinds',
+      marker: { symbol: MODULE_KINDS[kind].symbol, color: theme.foreground, size: 7 },
+    }));
 }
 
 /** The chart's view model from a finished (or partial) result. */

@@ -25,10 +25,12 @@ import {
   divergenceExtension,
   divergenceFigure,
   formatNumber,
+  xAxisTicks,
   type ChartTheme,
   type PlotlyFigure,
 } from '../charts/divergenceFigure';
 import { heatmapFigure } from '../charts/heatmapFigure';
+import { elideCommonPrefix, NARROW_PANEL_PX, suspectColumns } from './suspectColumns';
 
 provideVSCodeDesignSystem().register(
   vsCodeButton(),
@@ -44,6 +46,7 @@ interface PlotlyElement extends HTMLElement {
 interface PlotlyApi {
   react(element: HTMLElement, data: unknown[], layout: unknown, config: unknown): Promise<unknown>;
   extendTraces(element: HTMLElement, update: unknown, indices: number[]): Promise<unknown>;
+  relayout(element: HTMLElement, update: Record<string, unknown>): Promise<unknown>;
   toImage(
     element: HTMLElement,
     options: { format: 'png'; width: number; height: number },
@@ -77,6 +80,8 @@ const spinner = document.getElementById('spinner')!;
 const suspectsGrid = document.getElementById('suspects')!;
 const annotateSelected = document.getElementById('annotate-selected')!;
 let chartDrawn = false;
+/** The x axis ticks drawn, so a streamed batch relayouts only when a new layer starts. */
+let drawnTicks = '';
 let delayTotal = 0;
 let saveTimer: number | undefined;
 
@@ -135,6 +140,7 @@ function figure(): PlotlyFigure {
 
 async function drawChart(): Promise<void> {
   const { data, layout, config } = figure();
+  drawnTicks = JSON.stringify(xAxisTicks(state.result?.series ?? state.points));
   await Plotly.react(chart, data, layout, config);
   if (!chartDrawn) {
     chart.on('plotly_click', (event) => {
@@ -172,30 +178,36 @@ function cell(text: string, column: number): HTMLElement {
   return element;
 }
 
+function headerCell(text: string, column: number): HTMLElement {
+  const element = cell(text, column);
+  element.setAttribute('cell-type', 'columnheader');
+  return element;
+}
+
+/** The table again, at the panel's width (its columns depend on it). */
 function renderSuspects(): void {
-  const rows = suspectsGrid.querySelectorAll('vscode-data-grid-row:not([row-type="header"])');
-  rows.forEach((row) => row.remove());
+  suspectsGrid.replaceChildren();
+  const columns = suspectColumns(suspectsGrid.clientWidth || window.innerWidth);
+  suspectsGrid.setAttribute('grid-template-columns', columns.map((c) => c.width).join(' '));
+  const header = document.createElement('vscode-data-grid-row');
+  header.setAttribute('row-type', 'header');
+  columns.forEach((column, i) => header.appendChild(headerCell(column.header, i + 1)));
+  suspectsGrid.appendChild(header);
   const result = state.result;
   if (!result || !state.run) return;
   const annotated = new Set(state.annotations.map((a) => a.module));
+  const names = elideCommonPrefix(result.suspects.map((s) => s.module));
   for (const suspect of result.suspects) {
     const row = document.createElement('vscode-data-grid-row');
     row.dataset.module = suspect.module;
     row.dataset.index = String(suspect.index);
-    const kernel = suspect.kernel && (suspect.kernel.launches?.[0] ?? suspect.kernel);
-    const source =
-      (suspect.source ? `${suspect.source.file}:${suspect.source.line}` : '—') +
-      (kernel ? ` · kernel ${kernel.symbol} ${kernel.file}:${kernel.line}` : '');
-    const note = annotated.has(suspect.module) ? ' ✎' : '';
-    [
-      String(suspect.rank),
-      `${suspect.module}${note}`,
-      suspect.op,
-      formatNumber(suspect.ratio),
-      suspect.confidence.toFixed(2),
-      source,
-    ].forEach((text, i) => row.appendChild(cell(text, i + 1)));
-    const actions = cell('', 7);
+    columns.slice(0, -1).forEach((column, i) => {
+      const note = column.header === 'module' && annotated.has(suspect.module) ? ' ✎' : '';
+      const element = cell(column.text(suspect, names) + note, i + 1);
+      if (column.title) element.title = column.title(suspect);
+      row.appendChild(element);
+    });
+    const actions = cell('', columns.length);
     const annotate = document.createElement('vscode-button');
     annotate.setAttribute('appearance', 'secondary');
     annotate.textContent = 'Annotate';
@@ -210,6 +222,16 @@ function renderSuspects(): void {
     suspectsGrid.appendChild(row);
   }
 }
+
+// The table's columns follow the panel's width: drawn again when it crosses the narrow bound.
+let narrowDrawn: boolean | undefined;
+new ResizeObserver(() => {
+  const narrow = (suspectsGrid.clientWidth || window.innerWidth) < NARROW_PANEL_PX;
+  if (narrow !== narrowDrawn) {
+    narrowDrawn = narrow;
+    renderSuspects();
+  }
+}).observe(suspectsGrid);
 
 function summary(result: DiagnosisResult): string {
   const cp = result.changePoint;
@@ -285,6 +307,13 @@ async function handle(message: ToWebview): Promise<void> {
         theme(),
       );
       await Plotly.extendTraces(chart, update, indices);
+      const ticks = xAxisTicks(state.points);
+      if (JSON.stringify(ticks) !== drawnTicks) {
+        drawnTicks = JSON.stringify(ticks);
+        const update: Record<string, unknown> = {};
+        for (const [key, value] of Object.entries(ticks)) update[`xaxis.${key}`] = value;
+        await Plotly.relayout(chart, update);
+      }
       chart.dataset.points = String(state.points.length);
       // From the bridge's comparison to the point drawn: the live chart's latency.
       const drawnAt = Date.now();
