@@ -23,6 +23,9 @@ const POINT_BATCH_MS = 16;
  * Runs diagnoses through the bridge and shows them: progress notification (cancellable), status
  * bar, the Divergence panel filled live, the top suspect in Problems and at its source line.
  */
+/** How long a run waits for a newly opened Divergence panel before it starts anyway. */
+const PANEL_READY_TIMEOUT_MS = 10_000;
+
 export class DiagnosisController implements vscode.Disposable {
   private current: { run: DiagnosisRun; cancel: vscode.CancellationTokenSource } | undefined;
   private last: DiagnosisRun | undefined;
@@ -90,6 +93,9 @@ export class DiagnosisController implements vscode.Disposable {
     }
     this.panel.show();
     this.panel.post({ type: 'runStarted', run: summary });
+    // The chart is open before the first comparison: its points are drawn as they come, not
+    // queued behind plotly's load (bounded, so a page that never loads does not stall the run).
+    await this.panel.whenReady(PANEL_READY_TIMEOUT_MS);
     this.log.info(`diagnosing ${configPath} (run ${run.runId})`);
 
     let compared = 0;

@@ -13,6 +13,8 @@ export class DivergencePanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
   private ready = false;
   private pending: ToWebview[] = [];
+  /** Called once the page says it listens (or the panel closes first). */
+  private readyWaiters: (() => void)[] = [];
   private readonly disposables: vscode.Disposable[] = [];
   private readonly imageRequests = new Map<string, (dataUrl: string | undefined) => void>();
   private readonly onMessageEmitter = new vscode.EventEmitter<FromWebview>();
@@ -91,6 +93,23 @@ export class DivergencePanel implements vscode.Disposable {
     this.adopt(panel);
   }
 
+  /**
+   * Resolves true once the page has loaded plotly and its script and listens, false after
+   * `timeoutMs` or when the panel is closed first: a run started after it draws its first
+   * points at once instead of queueing them behind the page's load.
+   */
+  whenReady(timeoutMs: number): Promise<boolean> {
+    if (!this.panel) return Promise.resolve(false);
+    if (this.ready) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.ready), timeoutMs);
+      this.readyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(this.ready);
+      });
+    });
+  }
+
   post(message: ToWebview): void {
     if (!this.panel) this.show();
     if (this.ready) void this.panel!.webview.postMessage(message);
@@ -151,6 +170,7 @@ export class DivergencePanel implements vscode.Disposable {
           this.ready = true;
           void webview.postMessage({ type: 'hello', protocolVersion: message.protocolVersion });
           for (const queued of this.pending.splice(0)) void webview.postMessage(queued);
+          for (const wake of this.readyWaiters.splice(0)) wake();
         } else if (message.type === 'chartImage') {
           this.imageRequests.get(message.requestId)?.(message.dataUrl);
           this.imageRequests.delete(message.requestId);
@@ -161,6 +181,7 @@ export class DivergencePanel implements vscode.Disposable {
         this.panel = undefined;
         this.ready = false;
         this.pending = [];
+        for (const wake of this.readyWaiters.splice(0)) wake();
         for (const subscription of subscriptions) subscription.dispose();
       }),
     ];

@@ -1,8 +1,10 @@
 import * as assert from 'node:assert/strict';
 import {
+  breakablePieces,
   elideCommonPrefix,
   NARROW_PANEL_PX,
   suspectColumns,
+  VERY_NARROW_PANEL_PX,
 } from '../../webview/panel/suspectColumns';
 import { hostileResult } from '../report/reportFixture';
 
@@ -40,11 +42,36 @@ describe('the suspects table', () => {
     const module = narrow.find((c) => c.header === 'module')!;
     assert.ok(module.title!(suspect).includes(suspect.op), module.title!(suspect));
     assert.equal(wide.find((c) => c.header === 'module')!.title!(suspect), suspect.module);
+    // Narrower still, the source goes into the module's tooltip too.
+    const tiny = suspectColumns(VERY_NARROW_PANEL_PX - 1);
+    assert.deepEqual(
+      tiny.map((c) => c.header),
+      ['#', 'module', 'ratio', 'conf.', ''],
+    );
+    const tinyTitle = tiny.find((c) => c.header === 'module')!.title!(suspect);
+    assert.ok(tinyTitle.includes(`${suspect.source!.file}:${suspect.source!.line}`), tinyTitle);
     // Fixed tracks fit a 500 px panel with room left for the module and source columns.
     const fixedEm = narrow
       .map((c) => /^([\d.]+)em$/.exec(c.width)?.[1])
       .filter((w): w is string => w !== undefined)
       .reduce((sum, w) => sum + Number(w), 0);
     assert.ok(fixedEm * 13 < 300, `${fixedEm} em of fixed columns`);
+  });
+
+  it('lets module names and paths wrap after separators only', () => {
+    assert.deepEqual(breakablePieces('model.layers.2.self_attn'), [
+      'model.',
+      'layers.',
+      '2.',
+      'self_attn',
+    ]);
+    assert.deepEqual(breakablePieces('cases/rope/modeling_target.py:18'), [
+      'cases/',
+      'rope/',
+      'modeling_target.',
+      'py:',
+      '18',
+    ]);
+    assert.equal(breakablePieces('model.layers.2.self_attn').join(''), 'model.layers.2.self_attn');
   });
 });

@@ -1,6 +1,6 @@
 import type { DiagnosisResult, SeriesPoint, Suspect } from '../../native-bridge/diagnosis/result';
 import { inheritsError } from '../../native-bridge/localize/suspects';
-import { layerOf, layerTicks, MODULE_KINDS, moduleKind, type ModuleKind } from './layerAxis';
+import { layerOf, layerTicks, MODULE_KINDS, moduleKind } from './layerAxis';
 
 /**
  * Colours and font of the surface a chart is drawn on: the light report page, or the editor's
@@ -364,7 +364,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     modeBarButtonsToRemove: ['select2d', 'lasso2d'],
   };
   return {
-    data: [series, suspects, changePoint, ...kindLegend(model.series, theme)],
+    data: [series, suspects, changePoint],
     layout,
     config,
   };
@@ -380,24 +380,6 @@ export function xAxisTicks(series: readonly SeriesPoint[]): PlotlyObject {
     tickvals,
     ticktext,
   };
-}
-
-/** One legend entry per module kind in the series: the marker symbols' key (draws no point). */
-function kindLegend(series: readonly SeriesPoint[], theme: ChartTheme): PlotlyObject[] {
-  const kinds = new Set<ModuleKind>(series.map((p) => moduleKind(p.module)));
-  return (Object.keys(MODULE_KINDS) as ModuleKind[])
-    .filter((kind) => kinds.has(kind))
-    .map((kind) => ({
-      type: 'scatter',
-      mode: 'markers',
-      name: MODULE_KINDS[kind].label,
-      uid: `kind-${kind}`,
-      x: [null],
-      y: [null],
-      hoverinfo: 'skip',
-      legendgroup: 'kinds',
-      marker: { symbol: MODULE_KINDS[kind].symbol, color: theme.foreground, size: 7 },
-    }));
 }
 
 /** The chart's view model from a finished (or partial) result. */

@@ -30,7 +30,7 @@ import {
   type PlotlyFigure,
 } from '../charts/divergenceFigure';
 import { heatmapFigure } from '../charts/heatmapFigure';
-import { elideCommonPrefix, NARROW_PANEL_PX, suspectColumns } from './suspectColumns';
+import { breakablePieces, elideCommonPrefix, suspectColumns } from './suspectColumns';
 
 provideVSCodeDesignSystem().register(
   vsCodeButton(),
@@ -178,6 +178,17 @@ function cell(text: string, column: number): HTMLElement {
   return element;
 }
 
+/** A cell whose text wraps only after separators (a <wbr> after each). */
+function breakableCell(text: string, column: number): HTMLElement {
+  const element = cell('', column);
+  element.classList.add('breakable');
+  breakablePieces(text).forEach((piece, k) => {
+    if (k > 0) element.appendChild(document.createElement('wbr'));
+    element.appendChild(document.createTextNode(piece));
+  });
+  return element;
+}
+
 function headerCell(text: string, column: number): HTMLElement {
   const element = cell(text, column);
   element.setAttribute('cell-type', 'columnheader');
@@ -203,14 +214,17 @@ function renderSuspects(): void {
     row.dataset.index = String(suspect.index);
     columns.slice(0, -1).forEach((column, i) => {
       const note = column.header === 'module' && annotated.has(suspect.module) ? ' ✎' : '';
-      const element = cell(column.text(suspect, names) + note, i + 1);
+      const text = column.text(suspect, names) + note;
+      const element = column.breakable ? breakableCell(text, i + 1) : cell(text, i + 1);
       if (column.title) element.title = column.title(suspect);
       row.appendChild(element);
     });
     const actions = cell('', columns.length);
     const annotate = document.createElement('vscode-button');
     annotate.setAttribute('appearance', 'secondary');
-    annotate.textContent = 'Annotate';
+    annotate.textContent = '✎';
+    annotate.title = 'Annotate the suspected root cause';
+    annotate.setAttribute('aria-label', 'Annotate');
     annotate.className = 'annotate';
     annotate.addEventListener('click', (event) => {
       event.stopPropagation();
@@ -224,11 +238,14 @@ function renderSuspects(): void {
 }
 
 // The table's columns follow the panel's width: drawn again when it crosses the narrow bound.
-let narrowDrawn: boolean | undefined;
+let layoutDrawn: string | undefined;
 new ResizeObserver(() => {
-  const narrow = (suspectsGrid.clientWidth || window.innerWidth) < NARROW_PANEL_PX;
-  if (narrow !== narrowDrawn) {
-    narrowDrawn = narrow;
+  const width = suspectsGrid.clientWidth || window.innerWidth;
+  const layout = suspectColumns(width)
+    .map((c) => c.header)
+    .join();
+  if (layout !== layoutDrawn) {
+    layoutDrawn = layout;
     renderSuspects();
   }
 }).observe(suspectsGrid);
@@ -290,6 +307,7 @@ async function handle(message: ToWebview): Promise<void> {
       delete chart.dataset.maxDelayMs;
       delete chart.dataset.batches;
       delete chart.dataset.firstPointAt;
+      delete chart.dataset.firstDelayMs;
       delete chart.dataset.finishedAt;
       setStatus(`Diagnosing ${message.run.title}…`, true);
       renderSuspects();
@@ -323,6 +341,8 @@ async function handle(message: ToWebview): Promise<void> {
       chart.dataset.meanDelayMs = (delayTotal / state.points.length).toFixed(1);
       chart.dataset.batches = String(Number(chart.dataset.batches ?? 0) + 1);
       chart.dataset.firstPointAt ??= String(drawnAt);
+      // The first point's own delay: what a user waits for the chart to start.
+      chart.dataset.firstDelayMs ??= String(delays[0] ?? 0);
       setStatus(`Diagnosing ${state.run.title}: ${state.points.length} modules compared…`, true);
       break;
     }

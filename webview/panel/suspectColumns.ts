@@ -29,12 +29,16 @@ export interface SuspectColumn {
   /** A CSS grid track. */
   width: string;
   text(suspect: Suspect, names: ReadonlyMap<string, string>): string;
+  /** Long names wrap, at their separators only (`.`, `/`, `:`), never inside a word. */
+  breakable?: boolean;
   /** The cell's tooltip: the whole value where the cell may cut it. */
   title?(suspect: Suspect): string;
 }
 
 /** Below this width (CSS pixels) the op column goes; its value moves into the module's tooltip. */
 export const NARROW_PANEL_PX = 640;
+/** Below this width the source column goes too; the module's tooltip holds it. */
+export const VERY_NARROW_PANEL_PX = 440;
 
 function sourceText(suspect: Suspect): string {
   const kernel = suspect.kernel && (suspect.kernel.launches?.[0] ?? suspect.kernel);
@@ -47,25 +51,36 @@ function sourceText(suspect: Suspect): string {
 /** The columns for a table `width` pixels wide; the last one holds the row's buttons. */
 export function suspectColumns(width: number): SuspectColumn[] {
   const narrow = width < NARROW_PANEL_PX;
-  const moduleTitle = (s: Suspect) => (narrow ? `${s.module || '(root)'}\n${s.op}` : s.module);
+  const veryNarrow = width < VERY_NARROW_PANEL_PX;
+  const moduleTitle = (s: Suspect) =>
+    [s.module || '(root)', ...(narrow ? [s.op] : []), ...(veryNarrow ? [sourceText(s)] : [])].join(
+      '\n',
+    );
   const columns: (SuspectColumn | false)[] = [
-    { header: '#', width: '2.5em', text: (s) => String(s.rank) },
+    { header: '#', width: '3em', text: (s) => String(s.rank) },
     {
       header: 'module',
-      width: 'minmax(6em, 3fr)',
+      width: 'minmax(7em, 3fr)',
+      breakable: true,
       text: (s, names) => names.get(s.module) ?? s.module,
       title: moduleTitle,
     },
     !narrow && { header: 'op', width: 'minmax(4em, 2fr)', text: (s) => s.op, title: (s) => s.op },
-    { header: 'ratio', width: '5em', text: (s) => formatNumber(s.ratio) },
-    { header: 'conf.', width: '4.5em', text: (s) => s.confidence.toFixed(2) },
-    {
+    { header: 'ratio', width: '6.5em', text: (s) => formatNumber(s.ratio) },
+    { header: 'conf.', width: '5em', text: (s) => s.confidence.toFixed(2) },
+    !veryNarrow && {
       header: 'source',
-      width: 'minmax(5em, 2fr)',
+      width: 'minmax(6em, 2fr)',
+      breakable: true,
       text: sourceText,
       title: sourceText,
     },
-    { header: '', width: '7em', text: () => '' },
+    { header: '', width: '3.5em', text: () => '' },
   ];
   return columns.filter((c): c is SuspectColumn => c !== false);
+}
+
+/** `text` in pieces that may wrap after each separator (`.`, `/`, `:`), not inside a name. */
+export function breakablePieces(text: string): string[] {
+  return text.split(/(?<=[./:])/);
 }
