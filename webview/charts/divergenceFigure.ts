@@ -375,7 +375,7 @@ export function xAxisTicks(series: readonly SeriesPoint[]): PlotlyObject {
   const { tickvals, ticktext } = layerTicks(series);
   if (tickvals.length === 0) return { title: { text: 'execution order' } };
   return {
-    title: { text: 'layer (points in execution order)' },
+    title: { text: 'layer' },
     tickmode: 'array',
     tickvals,
     ticktext,

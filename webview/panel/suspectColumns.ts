@@ -57,17 +57,17 @@ export function suspectColumns(width: number): SuspectColumn[] {
       '\n',
     );
   const columns: (SuspectColumn | false)[] = [
-    { header: '#', width: '3em', text: (s) => String(s.rank) },
+    { header: '#', width: '2.5em', text: (s) => String(s.rank) },
     {
       header: 'module',
-      width: 'minmax(7em, 3fr)',
+      width: 'minmax(6em, 3fr)',
       breakable: true,
       text: (s, names) => names.get(s.module) ?? s.module,
       title: moduleTitle,
     },
     !narrow && { header: 'op', width: 'minmax(4em, 2fr)', text: (s) => s.op, title: (s) => s.op },
-    { header: 'ratio', width: '6.5em', text: (s) => formatNumber(s.ratio) },
-    { header: 'conf.', width: '5em', text: (s) => s.confidence.toFixed(2) },
+    { header: 'ratio', width: '6em', text: (s) => formatNumber(s.ratio) },
+    { header: 'conf.', width: '4.5em', text: (s) => s.confidence.toFixed(2) },
     !veryNarrow && {
       header: 'source',
       width: 'minmax(6em, 2fr)',
