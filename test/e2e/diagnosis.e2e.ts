@@ -124,9 +124,20 @@ describe('end to end: a diagnosis in the editor', function () {
     await pickQuickItem(page, 'input.json');
     assert.equal((await activeEditorInfo(page)).file, 'input.json');
     const panel = webviewFrame(page);
-    const { x, y } = await pointCentre(panel, 40);
-    await page.mouse.move(x, y);
-    await page.mouse.click(x, y);
+    // Aim as a user does: until the hover label names the change point. Neighbouring points sit
+    // a few pixels apart, so the points around the 40th drawn are tried too.
+    const hover = panel.locator('#divergence .hoverlayer .hovertext', { hasText: '#40 ' });
+    let aimed = await pointCentre(panel, 40);
+    for (const nth of [40, 39, 41, 38, 42]) {
+      const at = await pointCentre(panel, nth);
+      await page.mouse.move(at.x, at.y);
+      await page.waitForTimeout(300);
+      if (await hover.first().isVisible()) {
+        aimed = at;
+        break;
+      }
+    }
+    await page.mouse.click(aimed.x, aimed.y);
     // The click opens the source beside the panel (the chart stays visible).
     const deadline = Date.now() + 20_000;
     while ((await activeEditorInfo(page)).file !== EXPECTED.file && Date.now() < deadline) {

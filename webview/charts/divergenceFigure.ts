@@ -221,7 +221,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
       color: columns['marker.color'],
       symbol: columns['marker.symbol'],
       opacity: columns['marker.opacity'],
-      size: 7,
+      size: 6,
     },
   };
   const suspects: PlotlyObject = {
@@ -319,11 +319,9 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     annotations.push({
       xref: 'x',
       x: cp.index,
-      xanchor: 'left',
-      xshift: 4,
       yref: 'paper',
       y: 1,
-      yanchor: 'top',
+      yanchor: 'bottom',
       showarrow: false,
       text: `change point #${cp.index}: ${moduleLabel(cp.module)}`,
       font: { color: theme.error, size: theme.fontSize },
@@ -340,7 +338,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     paper_bgcolor: theme.background,
     plot_bgcolor: theme.background,
     font: { family: theme.fontFamily, size: theme.fontSize, color: theme.foreground },
-    margin: { l: 64, r: 16, t: 56, b: 48 },
+    margin: { l: 64, r: 16, t: 48, b: 84 },
     hovermode: 'closest',
     hoverlabel: {
       align: 'left',
@@ -349,8 +347,8 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
       font: { family: theme.fontFamily, size: theme.fontSize, color: theme.foreground },
     },
     showlegend: true,
-    // Above the plot, clear of the x axis and its title at any panel height.
-    legend: { orientation: 'h', x: 0, xanchor: 'left', y: 1.02, yanchor: 'bottom' },
+    // At the figure's bottom edge, under the x axis title, whatever the panel's height.
+    legend: { orientation: 'h', x: 0, xanchor: 'left', yref: 'container', y: 0, yanchor: 'bottom' },
     xaxis: { ...axis, ...xAxisTicks(model.series), rangemode: 'tozero' },
     yaxis: { ...axis, type: 'log', title: { text: 'error ratio' }, exponentformat: 'power' },
     shapes,
