@@ -19,13 +19,13 @@ export interface DiagnosisRun {
 /** Streamed points go to the panel in small batches: one message per animation frame at most. */
 const POINT_BATCH_MS = 16;
 
+/** How long a run waits for a newly opened Divergence panel before it starts anyway. */
+const PANEL_READY_TIMEOUT_MS = 10_000;
+
 /**
  * Runs diagnoses through the bridge and shows them: progress notification (cancellable), status
  * bar, the Divergence panel filled live, the top suspect in Problems and at its source line.
  */
-/** How long a run waits for a newly opened Divergence panel before it starts anyway. */
-const PANEL_READY_TIMEOUT_MS = 10_000;
-
 export class DiagnosisController implements vscode.Disposable {
   private current: { run: DiagnosisRun; cancel: vscode.CancellationTokenSource } | undefined;
   private last: DiagnosisRun | undefined;

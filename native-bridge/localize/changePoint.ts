@@ -55,7 +55,8 @@ export function logRatioSignal(ratios: readonly number[]): number[] {
   return ratios.map((r) => Math.log(Math.max(Number.isFinite(r) ? r : Number.MAX_VALUE, 1)));
 }
 
-function median(values: number[]): number {
+/** The middle value (the mean of the two middle ones for an even count); 0 for none. */
+export function median(values: readonly number[]): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;

@@ -182,7 +182,7 @@ export function faintLocalJump(
 
 /** How a point reads: local divergence, amplifier, or neither. */
 export function classifyPoint(
-  point: SeriesPointForRanking,
+  point: Pick<SeriesPointForRanking, 'ratio' | 'inputRatio'>,
   threshold: number,
 ): SuspectKind | undefined {
   if (!(point.ratio >= threshold)) return undefined;
@@ -191,9 +191,9 @@ export function classifyPoint(
 }
 
 /**
- * A point above the threshold that reads error at least as large and multiplies it by less than
- * the threshold: its error came in with its inputs. Such points are shown as inherited, never as
- * suspects.
+ * A point above the threshold that reads error at least as large and is no amplifier (it
+ * multiplies that error by less than the threshold): its error came in with its inputs. Such
+ * points are shown as inherited, never as suspects.
  */
 export function inheritsError(
   point: Pick<SeriesPointForRanking, 'ratio' | 'inputRatio'>,
@@ -202,7 +202,7 @@ export function inheritsError(
   return (
     point.ratio >= threshold &&
     point.inputRatio >= threshold &&
-    ownJump(point.ratio, point.inputRatio) < Math.log(threshold)
+    classifyPoint(point, threshold) === undefined
   );
 }
 

@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'playwright-core';
+import { median } from '../../native-bridge/localize/changePoint';
 import { REPO_ROOT } from './support/codeServer';
 import { pickQuickItem } from './support/quickInput';
 import { openSampleSession } from './support/session';
@@ -46,12 +47,6 @@ async function oneRun(page: Page, run: number): Promise<Measured> {
     maxDelayMs: await attribute('data-max-delay-ms'),
     commandToFirstPointMs: (await attribute('data-first-point-at')) - started,
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function markdown(rows: Measured[], when: string): string {

@@ -361,11 +361,7 @@ export function divergenceFigure(model: DivergenceViewModel, theme: ChartTheme):
     responsive: true,
     modeBarButtonsToRemove: ['select2d', 'lasso2d'],
   };
-  return {
-    data: [series, suspects, changePoint],
-    layout,
-    config,
-  };
+  return { data: [series, suspects, changePoint], layout, config };
 }
 
 /** Ticks where each layer starts, when module paths name layers; else plain execution order. */
