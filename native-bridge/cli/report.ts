@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
 import type { KernelLocation } from '../source/cppLocator';
-import { inheritedSummary, localEvidence, runTerms } from '../report/formatting';
+import { inheritedSummary, localEvidence, ownRatioSentence, runTerms } from '../report/formatting';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -207,16 +207,8 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
       lines.push(suspectRows[i]!);
       if (s.kernel) lines.push(`      ${kernelLine(s.kernel, sourceFile)}`);
     });
-    if (top?.ownRatio !== undefined) {
-      const starts = top.ownRatio >= result.thresholds.ratio;
-      lines.push(
-        '',
-        `Run on the reference's inputs, ${moduleName(top.module)} ${starts ? 'still diverges' : 'agrees'} (ratio ${fmt(top.ownRatio)}): ` +
-          (starts
-            ? 'the error starts in its segment.'
-            : 'its error comes from an earlier segment.'),
-      );
-    }
+    const own = top && ownRatioSentence(top, result, moduleName(top.module));
+    if (own) lines.push('', own);
   }
   lines.push('', `Finished in ${(result.timings.totalMs / 1000).toFixed(2)} s.`);
   return lines.join('\n');

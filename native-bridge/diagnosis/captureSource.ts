@@ -11,7 +11,14 @@ export type CaptureSource = (
   run: CapturedRunConfig,
   role: RunRole,
   signal?: AbortSignal,
+  graft?: GraftFiles,
 ) => Promise<CapturedRun>;
+
+/** For PyTorch runs: where the reference saves its leaf modules' arguments, where others read them. */
+export interface GraftFiles {
+  save?: string;
+  from?: string;
+}
 
 export interface CaptureSettings {
   /** Interpreter for `kind: pytorch` runs without their own `python`. */
@@ -33,7 +40,7 @@ export async function pythonFor(
 
 /** Runs each captured run where it lives: the PyTorch helper, or a dump on disk. */
 export function captureSource(settings: CaptureSettings = {}): CaptureSource {
-  return async (run, role, signal) => {
+  return async (run, role, signal, graft) => {
     if (run.kind === 'onnx') return captureOnnx(run.options, run.input);
     if (run.kind === 'dump') {
       const dump = await openDump(run.dump);
@@ -54,6 +61,8 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
       // The reference side also records module inputs: some engine modules (an attention
       // backend) compute what HF only passes from one module to the next.
       inputs: role !== 'target',
+      ...(graft?.save ? { graftSave: graft.save } : {}),
+      ...(graft?.from ? { graftFrom: graft.from } : {}),
       ...((run.timeoutMs ?? settings.timeoutMs)
         ? { timeoutMs: run.timeoutMs ?? settings.timeoutMs }
         : {}),

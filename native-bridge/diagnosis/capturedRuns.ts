@@ -1,3 +1,5 @@
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { comparePair } from '../compare/metrics';
 import { EkkaError } from '../errors';
@@ -11,13 +13,14 @@ import {
 } from '../mapping/mapRecords';
 import { PRESETS } from '../mapping/presets';
 import type { AlignedTensor } from '../mapping/transforms';
-import type { CapturedRecord, CapturedRun } from '../runners/capturedRecord';
+import { isGraftRecord, type CapturedRecord, type CapturedRun } from '../runners/capturedRecord';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
 import { coarserDType, comparisonDType, isFloatDType, type FloatDType } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
-import type { CaptureSource } from './captureSource';
+import type { CaptureSource, GraftFiles } from './captureSource';
 import { derivedLowPrecisionNote } from './config';
 import { finishDiagnosis, type SuspectDetail } from './finish';
+import { graftOwnRatios } from './grafts';
 import {
   lowPrecisionGap,
   measurePair,
@@ -121,9 +124,9 @@ export async function diagnoseCaptured(
   const captures = new AbortController();
   const stopAll = () => captures.abort();
   signal?.addEventListener('abort', stopAll, { once: true });
-  const take = async (run: CapturedRunConfig, role: RunRole) => {
+  const take = async (run: CapturedRunConfig, role: RunRole, graft?: GraftFiles) => {
     const t = performance.now();
-    const captured = await capture(run, role, captures.signal).catch((cause: unknown) => {
+    const captured = await capture(run, role, captures.signal, graft).catch((cause: unknown) => {
       captures.abort();
       throw cause;
     });
@@ -132,14 +135,34 @@ export async function diagnoseCaptured(
     throwIfCancelled();
     return captured;
   };
-  // The runs are independent processes (or files): capture them side by side.
-  const [reference, lowPrecision, target] = await Promise.all([
-    take(config.reference, 'reference'),
-    config.referenceLowPrecision
-      ? take(config.referenceLowPrecision, 'referenceLowPrecision')
-      : Promise.resolve(undefined),
-    take(config.target, 'target'),
-  ]).finally(() => signal?.removeEventListener('abort', stopAll));
+  // The runs are independent processes (or files): captured side by side, except that grafts
+  // need the reference's saved module arguments first.
+  const graftFolder = graftsApply(config)
+    ? await fs.mkdtemp(path.join(os.tmpdir(), 'ekka-graft-'))
+    : undefined;
+  const graftFile = graftFolder && path.join(graftFolder, 'reference-inputs.pt');
+  const [reference, lowPrecisionRun, targetRun] = await (async () => {
+    const referenceRun = graftFile
+      ? await take(config.reference, 'reference', { save: graftFile })
+      : take(config.reference, 'reference');
+    const from = graftFile ? { from: graftFile } : undefined;
+    return Promise.all([
+      referenceRun,
+      config.referenceLowPrecision
+        ? take(config.referenceLowPrecision, 'referenceLowPrecision', from)
+        : Promise.resolve(undefined),
+      take(config.target, 'target', from),
+    ]);
+  })().finally(() => {
+    signal?.removeEventListener('abort', stopAll);
+    if (graftFolder) void fs.rm(graftFolder, { recursive: true, force: true });
+  });
+  const withoutGrafts = (run: CapturedRun): CapturedRun => ({
+    ...run,
+    records: run.records.filter((r) => !isGraftRecord(r)),
+  });
+  const target = withoutGrafts(targetRun);
+  const lowPrecision = lowPrecisionRun && withoutGrafts(lowPrecisionRun);
 
   const presetRules =
     config.mapping.preset === 'none' ? [] : (PRESETS[config.mapping.preset] ?? []);
@@ -175,6 +198,15 @@ export async function diagnoseCaptured(
   const mappingPairs: MappingReport['pairs'] = [];
   const floorFactor = config.thresholds.noiseFloorFactor;
   const targetPrecision = computePrecision(config.target);
+  const ownRatios = lowPrecisionRun
+    ? graftOwnRatios(
+        targetRun.records,
+        lowPrecisionRun.records,
+        referenceByName,
+        targetPrecision,
+        floorFactor,
+      )
+    : new Map<string, number>();
   const relative = (file: string) => path.relative(config.baseDir, file).split(path.sep).join('/');
 
   const classOf = new Map<string, CapturedRecord>();
@@ -257,6 +289,8 @@ export async function diagnoseCaptured(
     } else {
       for (const name of pair.target) seriesIndexByTarget.set(name, series.length);
     }
+    const ownRatio =
+      pair.target.length === 1 && !pair.inputOf ? ownRatios.get(pair.target[0]!) : undefined;
     series.add(
       {
         module: pair.module,
@@ -268,6 +302,7 @@ export async function diagnoseCaptured(
         dtype: first.dtype,
         shape: aligned.target.shape,
         ...inputs,
+        ...(ownRatio !== undefined ? { ownRatio } : {}),
         ...(owner.source
           ? { source: { file: relative(owner.source.file), line: owner.source.line } }
           : {}),
@@ -321,6 +356,7 @@ export async function diagnoseCaptured(
         const record =
           classOf.get(suspect.module) ?? targetByName.get(point.node.split(' + ')[0]!)!;
         return {
+          ...(point.ownRatio !== undefined ? { ownRatio: point.ownRatio } : {}),
           source: record.source
             ? {
                 file: relative(record.source.file),
@@ -357,6 +393,18 @@ export async function diagnoseCaptured(
       lockstep: false,
     },
     refine,
+  );
+}
+
+/**
+ * Grafts run where every side is a PyTorch capture with a low-precision reference (its graft is
+ * the noise the target's graft is measured against).
+ */
+function graftsApply(config: CapturedDiagnosisConfig): boolean {
+  return (
+    config.target.kind === 'pytorch' &&
+    config.reference.kind === 'pytorch' &&
+    config.referenceLowPrecision?.kind === 'pytorch'
   );
 }
 

@@ -76,6 +76,7 @@ export function localizeSeries(
 export function reportedThresholds(thresholds: Thresholds): DiagnosisResult['thresholds'] {
   return {
     ratio: thresholds.ratio,
+    localRatio: thresholds.localRatio,
     minRun: thresholds.minRun,
     penaltyScale: thresholds.penaltyScale,
     lookback: thresholds.lookback,

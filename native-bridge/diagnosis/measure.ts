@@ -109,7 +109,10 @@ export type PointPlace = Pick<
   'module' | 'call' | 'segment' | 'key' | 'node' | 'op' | 'dtype' | 'shape' | 'inputRatio'
 > &
   Partial<
-    Pick<SeriesPoint, 'inputIndex' | 'decisionInput' | 'source' | 'rewired' | 'unpairedInput'>
+    Pick<
+      SeriesPoint,
+      'inputIndex' | 'decisionInput' | 'source' | 'rewired' | 'unpairedInput' | 'ownRatio'
+    >
   >;
 
 /**

@@ -59,6 +59,11 @@ export interface SeriesPoint {
   rewired?: Rewiring;
   /** Set when a value this module reads has no counterpart in the reference: who produced it. */
   unpairedInput?: { module: string; key: string };
+  /**
+   * PyTorch runs, leaf modules' first calls: the ratio of the module run on the reference's inputs
+   * in the target and in the low-precision reference (diagnosis/grafts): its own error.
+   */
+  ownRatio?: number;
   target: NonFiniteCounts;
   reference: NonFiniteCounts;
   nonFiniteMismatches: number;
@@ -99,9 +104,9 @@ export interface Suspect {
    */
   under?: SuspectUnder;
   /**
-   * Top suspect only, partitioned runs: its ratio when the target's segment runs on the
-   * reference's inputs. At or above the threshold, the error starts in this segment; below, it was
-   * inherited from an earlier one.
+   * Its ratio when it runs on the reference's inputs: for the top suspect of a partitioned ONNX run,
+   * its segment; for PyTorch runs, every leaf module (diagnosis/grafts). At or above the threshold,
+   * the error starts here; below, it was inherited from an earlier one.
    */
   ownRatio?: number;
   confidence: number;
@@ -130,7 +135,17 @@ export interface DiagnosisResult {
     floorFactor: number;
     floorDType: string;
   };
-  thresholds: { ratio: number; minRun: number; penaltyScale: number; lookback: number };
+  thresholds: {
+    ratio: number;
+    /**
+     * The faint bar: ratio and own factor, or a leaf's own ratio on a graft (localize/suspects).
+     * Absent in results written before it was reported.
+     */
+    localRatio?: number;
+    minRun: number;
+    penaltyScale: number;
+    lookback: number;
+  };
   series: SeriesPoint[];
   changePoint: { index: number; module: string; ratio: number } | null;
   spikes: number[];

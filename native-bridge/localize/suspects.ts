@@ -46,6 +46,8 @@ export interface SeriesPointForRanking {
   noiseSource?: string;
   /** The value's type: the sub-floor test reads floats only (a flipped index is no rounding). */
   dtype?: string;
+  /** PyTorch leaf modules: the ratio of the module run on the reference's inputs (its own). */
+  ownRatio?: number;
 }
 
 /**
@@ -103,11 +105,16 @@ export interface RankedSuspect {
   kind: SuspectKind;
   /** Set for a local divergence under the threshold: which lower bar it passed. */
   under?: SuspectUnder;
+  /** Its graft reads within noise (graftClears): ranked after every suspect that is not. */
+  cleared?: boolean;
   confidence: number;
 }
 
-/** `threshold`: ratio and own factor at least localRatio; `analytic-floor`: see subFloorJump. */
-export type SuspectUnder = 'threshold' | 'analytic-floor';
+/**
+ * `threshold`: ratio and own factor at least localRatio; `analytic-floor`: see subFloorJump;
+ * `graft`: run on the reference's inputs, its own ratio reaches localRatio (see graftJump).
+ */
+export type SuspectUnder = 'threshold' | 'analytic-floor' | 'graft';
 
 export interface RankingOptions {
   threshold: number;
@@ -180,6 +187,34 @@ export function faintLocalJump(
   return jump >= Math.log(options.localRatio) ? jump : undefined;
 }
 
+/**
+ * A leaf module whose own ratio (run on the reference's inputs, in the target and in the
+ * low-precision reference) reaches `localRatio` while the run's ratio does not make it a local
+ * divergence: the error it adds is its own, however little the run shows of it (what its inputs
+ * carried is gone from a graft). Correct leaves run the same code on the same inputs as the
+ * low-precision reference and read 1 (other kernels: at most 1.07 on the benchmark's dev split,
+ * fused norms and SDPA attention). Returns ln(own ratio), else undefined.
+ */
+export function graftJump(
+  point: SeriesPointForRanking,
+  options: Pick<RankingOptions, 'localRatio'>,
+): number | undefined {
+  if (point.ownRatio === undefined || !(point.ownRatio >= options.localRatio)) return undefined;
+  if (isDecision(point)) return undefined;
+  return Math.log(point.ownRatio);
+}
+
+/**
+ * A leaf module whose graft reads within noise: run on the reference's inputs it computes what the
+ * low-precision reference does, so whatever error it shows in the run came in with its inputs.
+ */
+export function graftClears(
+  point: Pick<SeriesPointForRanking, 'ownRatio'>,
+  options: Pick<RankingOptions, 'localRatio'>,
+): boolean {
+  return point.ownRatio !== undefined && point.ownRatio < options.localRatio;
+}
+
 /** How a point reads: local divergence, amplifier, or neither. */
 export function classifyPoint(
   point: Pick<SeriesPointForRanking, 'ratio' | 'inputRatio'>,
@@ -207,10 +242,11 @@ export function inheritsError(
 }
 
 /** The bar a suspect passed. */
-export type Evidence = 'local' | 'faint local' | 'under the floor' | 'amplifier';
+export type Evidence = 'local' | 'faint local' | 'under the floor' | 'own on graft' | 'amplifier';
 
 export function evidenceOf(suspect: { kind?: SuspectKind; under?: SuspectUnder }): Evidence {
   if (suspect.under === 'threshold') return 'faint local';
+  if (suspect.under === 'graft') return 'own on graft';
   if (suspect.under === 'analytic-floor') return 'under the floor';
   return suspect.kind === 'amplifier' ? 'amplifier' : 'local';
 }
@@ -225,6 +261,7 @@ export const DEV_RELIABILITY: Record<Evidence, { right: number; alarms: number }
   local: { right: 119, alarms: 120 },
   'faint local': { right: 6, alarms: 6 },
   'under the floor': { right: 12, alarms: 12 },
+  'own on graft': { right: 0, alarms: 0 },
   amplifier: { right: 0, alarms: 0 },
 };
 
@@ -255,12 +292,12 @@ export function rankSuspects(
     const input = point.inputIndex === undefined ? undefined : points[point.inputIndex];
     const below = subFloorJump(point, input?.ratio ?? 0, options);
     const faint = below === undefined ? faintLocalJump(point, options) : undefined;
-    const kind =
-      below === undefined && faint === undefined
-        ? classifyPoint(point, options.threshold)
-        : 'local';
+    const run = below ?? faint;
+    const runKind = run === undefined ? classifyPoint(point, options.threshold) : 'local';
+    const grafted = runKind === 'local' ? undefined : graftJump(point, options);
+    const kind = grafted === undefined ? runKind : 'local';
     if (!kind) continue;
-    const jump = below ?? faint ?? ownJump(point.ratio, point.inputRatio);
+    const jump = grafted ?? run ?? ownJump(point.ratio, point.inputRatio);
     // A module that computes correctly on a wrongly wired input: the jump belongs to the wiring.
     const module = point.unpairedInput?.module ?? point.rewired?.module ?? point.module;
     const known = byModule.get(module);
@@ -270,11 +307,14 @@ export function rankSuspects(
       ratio: point.ratio,
       ownJump: jump,
       kind,
-      ...(below !== undefined
-        ? { under: 'analytic-floor' as const }
-        : faint !== undefined
-          ? { under: 'threshold' as const }
-          : {}),
+      ...(grafted !== undefined
+        ? { under: 'graft' as const }
+        : below !== undefined
+          ? { under: 'analytic-floor' as const }
+          : faint !== undefined
+            ? { under: 'threshold' as const }
+            : {}),
+      ...(graftClears(point, options) ? { cleared: true } : {}),
       confidence: 0,
     };
     if (!known) {
@@ -289,11 +329,14 @@ export function rankSuspects(
     }
   }
   const suspects = order.map((module) => byModule.get(module)!);
-  const locals = suspects.filter((s) => s.kind === 'local').sort((a, b) => a.index - b.index);
-  const amplifiers = suspects
+  const kept = suspects.filter((s) => !s.cleared);
+  const locals = kept.filter((s) => s.kind === 'local').sort((a, b) => a.index - b.index);
+  const amplifiers = kept
     .filter((s) => s.kind === 'amplifier')
     .sort((a, b) => b.ownJump - a.ownJump || a.index - b.index);
-  return withConfidence([...locals, ...amplifiers].slice(0, options.maxSuspects));
+  // Suspects a graft clears keep their place among themselves, after every other.
+  const cleared = suspects.filter((s) => s.cleared);
+  return withConfidence([...locals, ...amplifiers, ...cleared].slice(0, options.maxSuspects));
 }
 
 /**

@@ -3,6 +3,7 @@
 
     python3 ekka_capture.py --factory FILE.py:fn [--dtype float32|bfloat16|float16]
                             [--device cpu|cuda|auto] [--dump DIR] [--max-bytes N]
+                            [--graft-save FILE | --graft-from FILE]
 
 The factory is a function without arguments returning ``(model, steps)``: an ``nn.Module`` and a
 list of keyword-argument dicts (a single dict is one step), each run in order as ``model(**step)``
@@ -45,6 +46,8 @@ import threading
 import time
 import traceback
 import weakref
+
+import ekka_graft
 
 PROTOCOL = 1
 DATA_FD = 3
@@ -95,6 +98,24 @@ def parse_args(argv):
         type=int,
         metavar="N",
         help="fail once the captured tensors exceed N bytes in total",
+    )
+    parser.add_argument(
+        "--graft-save",
+        metavar="FILE",
+        help="save every leaf module's first-call arguments to FILE (for another run's grafts)",
+    )
+    parser.add_argument(
+        "--graft-from",
+        metavar="FILE",
+        help="after the steps, run each leaf module on the arguments saved in FILE and record "
+        "its output as <module>#1/graft",
+    )
+    parser.add_argument(
+        "--graft-max-bytes",
+        type=int,
+        default=512 * 1024 * 1024,
+        metavar="N",
+        help="with --graft-save: stop saving arguments once they take N bytes (default 512 MiB)",
     )
     args = parser.parse_args(argv)
     if bool(args.factory) == bool(args.hf_model):
@@ -648,6 +669,15 @@ def run(torch, args, sink):
         )
         for path, module in model.named_modules()
     ]
+    saver = None
+    if args.graft_save:
+        saver = ekka_graft.InputSaver(torch, args.graft_max_bytes)
+        handles += [
+            module.register_forward_pre_hook(
+                saver.pre_hook_for(path), **({"with_kwargs": True} if with_kwargs else {})
+            )
+            for path, module in ekka_graft.leaf_modules(model)
+        ]
     try:
         with torch.no_grad():
             for step in steps:
@@ -655,9 +685,32 @@ def run(torch, args, sink):
     finally:
         for handle in handles:
             handle.remove()
+    if saver is not None:
+        saver.save(args.graft_save)
+    if args.graft_from:
+        record_grafts(torch, model, args.graft_from, capture, device, dtype)
     if device == "cuda":
         torch.cuda.synchronize()
     sink.done(capture.seq)
+
+
+def record_grafts(torch, model, file, capture, device, dtype):
+    """Each leaf module run on the arguments another run saved: `<module>#1/graft[.<path>]`."""
+
+    def record(path, module, output):
+        for output_path, tensor in walk_outputs(torch, output):
+            name = "graft" + (f".{output_path}" if output_path else "")
+            capture.capture(path, module, 1, name, tensor)
+
+    try:
+        failed = ekka_graft.run_grafts(
+            torch, model, file, lambda value: to_run(torch, value, device, dtype), record
+        )
+    except FileNotFoundError as cause:
+        raise CaptureError(str(cause)) from cause
+    if failed:
+        print(f"ekka_capture: {failed} leaf modules could not run on the saved arguments",
+              file=sys.stderr)
 
 
 def main(argv=None):

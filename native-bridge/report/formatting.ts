@@ -27,6 +27,9 @@ export function localEvidence(
   threshold: number,
 ): string {
   const ratio = `ratio ${formatRatio(suspect.ratio)}`;
+  if (suspect.under === 'graft') {
+    return `${ratio}; run on the reference's inputs it still reads ${formatRatio(Math.exp(suspect.ownJump))}: the error is its own`;
+  }
   if (suspect.ratio >= threshold) return ratio;
   const under = suspect.under === 'threshold' ? 'the threshold' : 'the analytic floor';
   return `${ratio}, under ${under} but ×${formatRatio(Math.exp(suspect.ownJump))} the error it reads`;
@@ -68,4 +71,28 @@ export function runTerms(info: OnnxRunInfo): {
     capture:
       info.capture === 'partitioned' ? `partitioned, ${info.segments} segments` : 'whole graph',
   };
+}
+
+/**
+ * What running the top suspect on the reference's inputs showed (its `ownRatio`: a partitioned
+ * ONNX run's segment, a PyTorch leaf module's graft), `name` as the report writes module names.
+ * A segment still diverges at the threshold; a leaf module at `localRatio`, the bar its own ratio
+ * is ranked by.
+ */
+export function ownRatioSentence(
+  top: Pick<Suspect, 'ownRatio'>,
+  result: Pick<DiagnosisResult, 'thresholds' | 'runs'>,
+  name: string,
+): string | undefined {
+  if (top.ownRatio === undefined) return undefined;
+  const segments = result.runs.target.segments > 1;
+  const bar = segments
+    ? result.thresholds.ratio
+    : (result.thresholds.localRatio ?? result.thresholds.ratio);
+  const starts = top.ownRatio >= bar;
+  const where = segments ? 'its segment' : 'its own code';
+  return (
+    `Run on the reference's inputs, ${name} ${starts ? 'still diverges' : 'agrees'} (ratio ${formatRatio(top.ownRatio)}): ` +
+    (starts ? `the error starts in ${where}.` : 'its error came in with its inputs.')
+  );
 }

@@ -6,7 +6,14 @@ import { parseAnnotations } from '../annotations/annotationStore';
 import { ROOT_CAUSES } from '../annotations/taxonomy';
 import type { DiagnosisResult, Suspect } from '../diagnosis/result';
 import { EkkaError, describeCause } from '../errors';
-import { formatRatio, inheritedSummary, localEvidence, moduleName, runTerms } from './formatting';
+import {
+  formatRatio,
+  inheritedSummary,
+  localEvidence,
+  moduleName,
+  ownRatioSentence,
+  runTerms,
+} from './formatting';
 
 /**
  * What the report page's script reads from `<script type="application/json" id="ekka-report-data">`
@@ -212,13 +219,8 @@ function verdict(result: DiagnosisResult): string {
   }
   const inherited = inheritedSummary(result);
   if (inherited) parts.push(`<p>${escapeHtml(inherited)}</p>`);
-  if (top?.ownRatio !== undefined) {
-    const starts = top.ownRatio >= result.thresholds.ratio;
-    parts.push(
-      `<p>Run on the reference's inputs, ${code(moduleName(top.module))} ${starts ? 'still diverges' : 'agrees'} (ratio ${fmt(top.ownRatio)}): ` +
-        `${starts ? 'the error starts in its segment.' : 'its error comes from an earlier segment.'}</p>`,
-    );
-  }
+  const own = top && ownRatioSentence(top, result, code(moduleName(top.module)));
+  if (own) parts.push(`<p>${own}</p>`);
   return parts.join('\n');
 }
 

@@ -2,7 +2,14 @@ import * as path from 'node:path';
 import type { Annotation } from '../annotations/annotation';
 import type { DiagnosisResult } from '../diagnosis/result';
 import { describeKernel, describeNoise } from './htmlReport';
-import { formatRatio, inheritedSummary, localEvidence, moduleName, runTerms } from './formatting';
+import {
+  formatRatio,
+  inheritedSummary,
+  localEvidence,
+  moduleName,
+  ownRatioSentence,
+  runTerms,
+} from './formatting';
 
 export interface MarkdownReportOptions {
   /** Path of a PNG of the Divergence chart, relative to where the Markdown will live. */
@@ -74,16 +81,8 @@ export function renderMarkdownReport(
     const inherited = inheritedSummary(result);
     if (inherited) out.push('', markdownText(inherited));
     const top = result.suspects[0];
-    if (top?.ownRatio !== undefined) {
-      const starts = top.ownRatio >= result.thresholds.ratio;
-      out.push(
-        '',
-        `Run on the reference's inputs, ${markdownCode(moduleName(top.module))} ${starts ? 'still diverges' : 'agrees'} (ratio ${fmt(top.ownRatio)}): ` +
-          (starts
-            ? 'the error starts in its segment.'
-            : 'its error comes from an earlier segment.'),
-      );
-    }
+    const own = top && ownRatioSentence(top, result, markdownCode(moduleName(top.module)));
+    if (own) out.push('', own);
   } else if (result.suspects[0]) {
     const top = result.suspects[0];
     out.push(

@@ -61,3 +61,17 @@ export interface CapturedRun {
   info: CaptureInfo;
   records: CapturedRecord[];
 }
+
+/**
+ * A leaf module's output when it was run again on the reference's inputs (the capture helper's
+ * `--graft-from`): output `graft`, or `graft.<path>` for an item of the module's return value.
+ */
+export function isGraftRecord(record: Pick<CapturedRecord, 'output'>): boolean {
+  return record.output === 'graft' || record.output.startsWith('graft.');
+}
+
+/** The name of the record a graft reproduces: the module's first call, same output path. */
+export function graftedRecordName(record: Pick<CapturedRecord, 'module' | 'output'>): string {
+  const path = record.output === 'graft' ? '' : record.output.slice('graft.'.length);
+  return `${record.module}#1/${path}`;
+}

@@ -33,6 +33,13 @@ export interface PyTorchCaptureOptions {
   maxBytes?: number;
   /** Also capture every module's positional tensor inputs (records with outputs `in.0`, …). */
   inputs?: boolean;
+  /** Save every leaf module's first-call arguments to this file, for another run's grafts. */
+  graftSave?: string;
+  /**
+   * After the steps, run each leaf module on the arguments saved in this file (by a `graftSave`
+   * run) and record its output as `<module>#1/graft` (see `isGraftRecord`).
+   */
+  graftFrom?: string;
   /** Kill the helper and fail when it has not finished by then; default no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -476,6 +483,8 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
   ];
   if (options.maxBytes !== undefined) args.push('--max-bytes', String(options.maxBytes));
   if (options.inputs) args.push('--inputs');
+  if (options.graftSave) args.push('--graft-save', options.graftSave);
+  if (options.graftFrom) args.push('--graft-from', options.graftFrom);
 
   return new Promise<PyTorchCapture>((resolve, reject) => {
     const child = spawn(python, args, {

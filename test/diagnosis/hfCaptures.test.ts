@@ -34,6 +34,13 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     assert.equal(actFn.length, 3);
     assert.ok(actFn.every((p) => p.origin === 'same path'));
     assert.ok(result.warnings.some((w) => /preset llama: 3 rules not applied/.test(w)));
+    // Every leaf module ran again on the reference's inputs: the same code reads 1.
+    const grafted = result.series.filter((p) => p.ownRatio !== undefined);
+    assert.ok(grafted.length >= 20, `${grafted.length} grafted leaves`);
+    assert.ok(
+      grafted.every((p) => p.ownRatio! < 1.1),
+      'a correct leaf reads within noise',
+    );
   });
 
   it('GELU in layer 1: act_fn of layer 1 first, ahead of the correct layer 0', async () => {
@@ -71,5 +78,21 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     assert.ok(top.ratio > 2 && top.ratio < 5, `ratio ${top.ratio}`);
     // Its measured input (the activation product) is within noise.
     assert.ok(result.series[top.index]!.inputRatio < 2);
+    // Run on the reference's inputs the error is still its own; the leaves after it are clean.
+    assert.ok(top.ownRatio! >= 2, `own ratio ${top.ownRatio}`);
+    const after = result.series.filter((p) => p.index > top.index && p.ownRatio !== undefined);
+    assert.ok(after.length > 0 && after.every((p) => p.ownRatio! <= 2));
+  });
+
+  it('an up_proj 0.4 % off reads under the faint bar in the run; its graft names it', async () => {
+    const result = await diagnoseCase('llama-up-proj-faint');
+    const top = result.suspects[0];
+    assert.equal(top?.module, 'model.layers.1.mlp.up_proj');
+    assert.equal(top.under, 'graft');
+    const point = result.series[top.index]!;
+    assert.ok(point.ratio < 1.5, `run ratio ${point.ratio}`);
+    assert.ok(top.ownRatio! >= 1.5, `own ratio ${top.ownRatio}`);
+    assert.ok(Math.abs(Math.exp(top.ownJump) - top.ownRatio!) < 1e-9);
+    assert.equal(result.suspects.length, 1);
   });
 });

@@ -229,6 +229,7 @@ describe('rankSuspects (along the data path)', () => {
     assertClose(evidenceReliability('amplifier'), 1 / 2);
     assert.equal(evidenceOf({ kind: 'local', under: 'threshold' }), 'faint local');
     assert.equal(evidenceOf({ kind: 'local', under: 'analytic-floor' }), 'under the floor');
+    assert.equal(evidenceOf({ kind: 'local', under: 'graft' }), 'own on graft');
     // Two local divergences and an amplifier: the second takes its share of what the first leaves.
     const ranked = rankSuspects([
       point(0, 'a', 5),
@@ -306,5 +307,44 @@ describe('rankSuspects (along the data path)', () => {
         /#3 mlp\.experts follows a decision that flips within noise \(#1 /,
       );
     });
+  });
+});
+
+describe("rankSuspects with grafts (a leaf run on the reference's inputs)", () => {
+  const grafted = (p: SeriesPointForRanking, ownRatio: number) => ({ ...p, ownRatio });
+
+  it('names a leaf whose own ratio reaches localRatio though the run reads it under every bar', () => {
+    const points = [
+      grafted(point(0, 'norm', 1.05), 1),
+      grafted(point(1, 'up_proj', 1.26, 1.05, 0), 1.71),
+      grafted(point(2, 'down_proj', 1.14, 1.26, 1), 1),
+    ];
+    const ranked = rankSuspects(points);
+    assert.deepEqual(
+      ranked.map((s) => [s.module, s.kind, s.under]),
+      [['up_proj', 'local', 'graft']],
+    );
+    assertClose(ranked[0]!.ownJump, Math.log(1.71));
+    // Just under the bar, and without a graft, nothing is named.
+    assert.deepEqual(modules([grafted(point(0, 'up_proj', 1.26), 1.49)]), []);
+    assert.deepEqual(modules([point(0, 'up_proj', 1.26)]), []);
+    // A decision is never a graft divergence (its ratio counts flips, not rounding).
+    assert.deepEqual(modules([{ ...grafted(point(0, 'gate', 1.2), 3), dtype: 'int64' }]), []);
+  });
+
+  it('a leaf the run reads as local but whose graft is within noise goes after every other suspect', () => {
+    const points = [
+      grafted(point(0, 'q_proj', 3, 1), 1.02),
+      point(1, 'attn', 2.6, 1),
+      grafted(point(2, 'mlp.up_proj', 12, 2.6, 1), 8),
+    ];
+    const ranked = rankSuspects(points);
+    assert.deepEqual(
+      ranked.map((s) => s.module),
+      ['attn', 'mlp.up_proj', 'q_proj'],
+    );
+    assert.equal(ranked[2]!.cleared, true);
+    // Alone it is still named: the change point's module stays among the suspects.
+    assert.deepEqual(modules([grafted(point(0, 'q_proj', 3, 1), 1.02)]), ['q_proj']);
   });
 });
