@@ -9,9 +9,10 @@
  * residual add is still a bug). A fainter one is local too when both its ratio and the factor by
  * which it multiplies the largest error it reads reach `localRatio` (1.5): on the benchmark's dev
  * split no correct module multiplies what it reads by more than 1.37 (2215 module outputs of 44
- * controls, measured noise). A point whose inputs already diverge but which multiplies their
- * error by the threshold or more again is an **amplifier**: a second bug, or a module that
- * magnifies what it receives.
+ * controls, measured noise). A PyTorch leaf module run on the reference's inputs (a graft,
+ * diagnosis/grafts) whose own ratio reaches `localRatio` is local too, whatever the run reads. A
+ * point whose inputs already diverge but which multiplies their error by the threshold or more
+ * again is an **amplifier**: a second bug, or a module that magnifies what it receives.
  *
  * Ranking: local divergences first, in data order (the first one is where the output started to go
  * wrong; a later one may be a consequence the graph does not show, or a second bug), then
