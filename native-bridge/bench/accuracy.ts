@@ -114,6 +114,7 @@ export interface CaseSeries {
     | 'inputIndex'
     | 'noiseSource'
     | 'noiseDof'
+    | 'ownRatio'
   >[];
   suspects: { module: string; ratio: number; ownJump: number; confidence: number }[];
 }
@@ -128,7 +129,18 @@ export function caseSeries(
     expected,
     noiseSource: result.noise.source,
     points: result.series.map(
-      ({ index, module, key, op, ratio, inputRatio, inputIndex, noiseSource, noiseDof }) => ({
+      ({
+        index,
+        module,
+        key,
+        op,
+        ratio,
+        inputRatio,
+        inputIndex,
+        noiseSource,
+        noiseDof,
+        ownRatio,
+      }) => ({
         index,
         module,
         key,
@@ -138,6 +150,7 @@ export function caseSeries(
         ...(inputIndex === undefined ? {} : { inputIndex }),
         noiseSource,
         ...(noiseDof === undefined ? {} : { noiseDof }),
+        ...(ownRatio === undefined ? {} : { ownRatio }),
       }),
     ),
     suspects: result.suspects.map(({ module, ratio, ownJump, confidence }) => ({
