@@ -1,4 +1,4 @@
-"""Grafts: each leaf module of one run run again on the inputs another run gave it.
+"""Grafts: each leaf module run again, in one run, on the inputs another run gave it.
 
 The reference side saves the inputs of every leaf module's first call (``--graft-save FILE``);
 the target and the low-precision reference load them (``--graft-from FILE``) and, after their own
