@@ -1,7 +1,13 @@
 import * as path from 'node:path';
 import type { DiagnosisResult } from '../diagnosis/result';
 import type { KernelLocation } from '../source/cppLocator';
-import { inheritedSummary, localEvidence, ownRatioSentence, runTerms } from '../report/formatting';
+import {
+  inheritedSummary,
+  localEvidence,
+  ownRatioSentence,
+  runTerms,
+  statementSentence,
+} from '../report/formatting';
 
 const fmt = (value: number): string =>
   value >= 1e4 || (value > 0 && value < 1e-2) ? value.toExponential(2) : value.toFixed(2);
@@ -209,6 +215,9 @@ export function formatReport(result: DiagnosisResult, cwd: string, verbose = fal
     });
     const own = top && ownRatioSentence(top, result, moduleName(top.module));
     if (own) lines.push('', own);
+    const statement =
+      top && statementSentence(top, moduleName(top.module), (f, l) => `${sourceFile(f)}:${l}`);
+    if (statement) lines.push('', statement);
   }
   lines.push('', `Finished in ${(result.timings.totalMs / 1000).toFixed(2)} s.`);
   return lines.join('\n');

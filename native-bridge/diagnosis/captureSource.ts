@@ -14,10 +14,14 @@ export type CaptureSource = (
   graft?: GraftFiles,
 ) => Promise<CapturedRun>;
 
-/** For PyTorch runs: where the reference saves its leaf modules' arguments, where others read them. */
+/**
+ * For PyTorch runs: where the reference saves its modules' arguments, where others read them,
+ * and the modules to drill into on them (a drill-down run runs no steps).
+ */
 export interface GraftFiles {
   save?: string;
   from?: string;
+  drill?: string[];
 }
 
 export interface CaptureSettings {
@@ -63,6 +67,7 @@ export function captureSource(settings: CaptureSettings = {}): CaptureSource {
       inputs: role !== 'target',
       ...(graft?.save ? { graftSave: graft.save } : {}),
       ...(graft?.from ? { graftFrom: graft.from } : {}),
+      ...(graft?.drill ? { drill: graft.drill } : {}),
       ...((run.timeoutMs ?? settings.timeoutMs)
         ? { timeoutMs: run.timeoutMs ?? settings.timeoutMs }
         : {}),

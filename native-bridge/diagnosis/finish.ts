@@ -21,6 +21,10 @@ export interface SuspectDetail {
   kernel?: KernelLocation;
   /** The module's ratio when run again on the reference's inputs, where the kind allows. */
   ownRatio?: number;
+  /** PyTorch runs: the module's ops run again on the reference's arguments (Suspect.drillDown). */
+  drillDown?: Suspect['drillDown'];
+  statement?: Suspect['statement'];
+  moduleSource?: Suspect['moduleSource'];
 }
 
 /** Everything a front-end hands over once its pairs are measured. */
@@ -86,6 +90,9 @@ export async function finishDiagnosis(
       index: suspect.index,
       source: detail.source,
       ...(detail.kernel ? { kernel: detail.kernel } : {}),
+      ...(detail.statement ? { statement: detail.statement } : {}),
+      ...(detail.moduleSource !== undefined ? { moduleSource: detail.moduleSource } : {}),
+      ...(detail.drillDown ? { drillDown: detail.drillDown } : {}),
     };
   });
   const result: DiagnosisResult = {

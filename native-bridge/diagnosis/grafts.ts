@@ -1,6 +1,6 @@
 import { graftedRecordName, isGraftRecord, type CapturedRecord } from '../runners/capturedRecord';
-import { coarserDType, comparisonDType, isFloatDType, type FloatDType } from '../tensors/dtypes';
-import { lowPrecisionGap, measurePair } from './measure';
+import { isFloatDType, type FloatDType } from '../tensors/dtypes';
+import { measureRecords } from './measure';
 
 /**
  * Own ratios from grafts (PyTorch runs): each leaf module of the target and of the low-precision
@@ -24,19 +24,9 @@ export function graftOwnRatios(
     const low = lowByName.get(graft.name);
     const grafted = graftedRecordName(graft);
     const reference = referenceByName.get(grafted);
-    if (!low || !reference) continue;
-    const n = reference.data.length;
-    if (graft.data.length !== n || low.data.length !== n) continue;
-    const types = {
-      exact: false,
-      runDType: coarserDType(comparisonDType(graft.dtype), targetPrecision),
-      referenceDType: comparisonDType(reference.dtype),
-    };
-    const gap = lowPrecisionGap(low.data, reference.data, types);
-    ratios.set(
-      grafted,
-      measurePair(graft.data, reference.data, types, gap, floorFactor).ratio.ratio,
-    );
+    if (!low || !reference || low.data.length !== reference.data.length) continue;
+    const measured = measureRecords(graft, reference, low, targetPrecision, floorFactor);
+    if (measured) ratios.set(grafted, measured.ratio.ratio);
   }
   return ratios;
 }

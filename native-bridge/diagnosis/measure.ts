@@ -8,6 +8,8 @@ import {
 import { comparePair, DEFAULT_COMPARE, unflattenIndex, type PairMetrics } from '../compare/metrics';
 import {
   coarserDType,
+  comparisonDType,
+  isFloatDType,
   MAX_FINITE,
   roundingErrorNorm,
   type FloatArray,
@@ -101,6 +103,37 @@ export function measurePair(
     roundingNorm: gap ? roundingErrorNorm(reference, types.runDType) : undefined,
   });
   return { exact: false, metrics, ratio, noiseDType };
+}
+
+/** A captured value: its values and its storage type. */
+interface Value {
+  data: FloatArray;
+  dtype: string;
+}
+
+/**
+ * One value of a rerun (a graft, an op of a drill-down) against the reference's, read over the
+ * low-precision reference's same value where there is one (else the analytic floor). Undefined
+ * when the sizes differ.
+ */
+export function measureRecords(
+  target: Value,
+  reference: Value,
+  low: Value | undefined,
+  targetPrecision: FloatDType,
+  floorFactor: number,
+): Measured | undefined {
+  const n = reference.data.length;
+  if (target.data.length !== n) return undefined;
+  const exact = !isFloatDType(target.dtype);
+  const types: PairTypes = {
+    exact,
+    runDType: exact ? 'float64' : coarserDType(comparisonDType(target.dtype), targetPrecision),
+    referenceDType: comparisonDType(reference.dtype),
+  };
+  const gap =
+    low && low.data.length === n ? lowPrecisionGap(low.data, reference.data, types) : undefined;
+  return measurePair(target.data, reference.data, types, gap, floorFactor);
 }
 
 /** Where a point sits and what it was computed from: everything a front-end knows of it. */

@@ -80,6 +80,42 @@ export interface UnmatchedRecord {
   reason: string;
 }
 
+/** One tensor op inside a drilled module (diagnosis/drillDown), in the target's call order. */
+export interface DrillOp {
+  /** The target's op record: `<module>#1/op.<k>`. */
+  name: string;
+  /** What the code called: `F.linear`, `Tensor.mul`, `torch.rsqrt`. */
+  op: string;
+  shape: number[];
+  /** Against the reference's counterpart; absent when the op has none (a fused op's group). */
+  ratio?: number;
+  /** The reference's op record it was paired with. */
+  reference?: string;
+  /** The largest ratio among the earlier ops it read (1 when it read only arguments or weights). */
+  inputRatio: number;
+  /** The line of the model's code that called it, relative like a suspect's source. */
+  statement: { file: string; line: number } | null;
+}
+
+/** A suspect module run again on the reference's arguments, op by op. */
+export interface DrillDown {
+  module: string;
+  ops: DrillOp[];
+  /**
+   * Index in `ops` of the first op whose output diverges while the ops it read agree (or, when
+   * none does, of the first that diverges: `inputsAgree` false). Absent when no op diverges.
+   */
+  first?: number;
+  inputsAgree?: boolean;
+  /**
+   * The reference's ops without counterpart just before the first op's own counterpart: what the
+   * reference computes there and the target leaves out, with the reference's line.
+   */
+  missing?: { op: string; statement: { file: string; line: number } | null }[];
+  /** Reference ops that no target op was paired with. */
+  unpairedReference: number;
+}
+
 export interface Suspect {
   rank: number;
   module: string;
@@ -120,6 +156,14 @@ export interface Suspect {
    * source folders define. Absent when there is none.
    */
   kernel?: KernelLocation;
+  /**
+   * PyTorch runs: the statement inside the module where its own error starts (drill-down), when
+   * it was drilled and an op diverges. `source` then points at the statement, and `moduleSource`
+   * keeps where the module's class is.
+   */
+  statement?: { file: string; line: number; op: string; ratio: number };
+  moduleSource?: SourceLocation | null;
+  drillDown?: DrillDown;
 }
 
 export interface DiagnosisResult {
@@ -158,7 +202,13 @@ export interface DiagnosisResult {
   /** Ops compared one to one (beyond the module outputs), for the op inside each suspect. */
   comparedOps: number;
   /** Per run, the time spent building sessions and running; lockstep: runs went segment by segment together. */
-  timings: { totalMs: number; runsMs: Partial<Record<string, number>>; lockstep: boolean };
+  timings: {
+    totalMs: number;
+    runsMs: Partial<Record<string, number>>;
+    lockstep: boolean;
+    /** PyTorch runs: the drill-down's three helper runs, side by side (wall time). */
+    drillMs?: number;
+  };
 }
 
 /** Which target values were compared with which reference values, and how they were aligned. */

@@ -4,6 +4,7 @@
     python3 ekka_capture.py --factory FILE.py:fn [--dtype float32|bfloat16|float16]
                             [--device cpu|cuda|auto] [--dump DIR] [--max-bytes N]
                             [--graft-save FILE | --graft-from FILE]
+                            [--graft-from FILE --drill MODULE ...]
 
 The factory is a function without arguments returning ``(model, steps)``: an ``nn.Module`` and a
 list of keyword-argument dicts (a single dict is one step), each run in order as ``model(**step)``
@@ -47,6 +48,7 @@ import time
 import traceback
 import weakref
 
+import ekka_drill
 import ekka_graft
 
 PROTOCOL = 1
@@ -102,7 +104,8 @@ def parse_args(argv):
     parser.add_argument(
         "--graft-save",
         metavar="FILE",
-        help="save every leaf module's first-call arguments to FILE (for another run's grafts)",
+        help="save every module's first-call arguments to FILE (for another run's grafts and "
+        "drill-downs)",
     )
     parser.add_argument(
         "--graft-from",
@@ -117,7 +120,16 @@ def parse_args(argv):
         metavar="N",
         help="with --graft-save: stop saving arguments once they take N bytes (default 512 MiB)",
     )
+    parser.add_argument(
+        "--drill",
+        action="append",
+        metavar="MODULE",
+        help="with --graft-from, instead of the steps: run MODULE on its saved arguments and "
+        "record every tensor op inside it as <module>#1/op.<k> (repeat for more modules)",
+    )
     args = parser.parse_args(argv)
+    if args.drill and not args.graft_from:
+        parser.error("--drill needs --graft-from FILE (the arguments the modules run on)")
     if bool(args.factory) == bool(args.hf_model):
         parser.error("give either --factory FILE.py:function or --hf-model DIR")
     if args.hf_model:
@@ -299,7 +311,7 @@ class DumpSink:
             # The manifest leaves `source` out when it is unknown (null is not a location).
             if header["source"] is not None:
                 record["source"] = header["source"]
-            for field in ("inputs", "caller", "arguments"):
+            for field in ("inputs", "caller", "arguments", "op", "statement"):
                 if field in header:
                     record[field] = header[field]
             self.records.append(record)
@@ -471,7 +483,16 @@ class Capture:
         return pre_hook
 
     def capture(
-        self, module_path, module, call, output_path, tensor, reads=None, caller=None, arguments=None
+        self,
+        module_path,
+        module,
+        call,
+        output_path,
+        tensor,
+        reads=None,
+        caller=None,
+        arguments=None,
+        extra=None,
     ):
         """Records one tensor; returns its record name, or None when it is skipped."""
         name = f"{module_path}#{call}/{output_path}"
@@ -518,6 +539,8 @@ class Capture:
             header["caller"] = caller
         if arguments is not None:
             header["arguments"] = arguments
+        if extra:
+            header.update(extra)
         self.seq += 1
         if isinstance(self.sink, DumpSink):
             header["safetensorsDtype"] = safetensors_dtype
@@ -657,6 +680,10 @@ def run(torch, args, sink):
     if isinstance(sink, DumpSink):
         sink.describe_input(steps)
     capture = Capture(torch, sink, args.max_bytes)
+    if args.drill:
+        record_drill(torch, model, args, capture, device, dtype)
+        sink.done(capture.seq)
+        return
     handles = [
         module.register_forward_hook(capture.hook_for(path))
         for path, module in model.named_modules()
@@ -676,7 +703,7 @@ def run(torch, args, sink):
             module.register_forward_pre_hook(
                 saver.pre_hook_for(path), **({"with_kwargs": True} if with_kwargs else {})
             )
-            for path, module in ekka_graft.leaf_modules(model)
+            for path, module in model.named_modules()
         ]
     try:
         with torch.no_grad():
@@ -711,6 +738,29 @@ def record_grafts(torch, model, file, capture, device, dtype):
     if failed:
         print(f"ekka_capture: {failed} leaf modules could not run on the saved arguments",
               file=sys.stderr)
+
+
+def record_drill(torch, model, args, capture, device, dtype):
+    """The ops inside each --drill module, run on its saved arguments (see ekka_drill)."""
+    try:
+        inputs = ekka_graft.load_inputs(torch, args.graft_from)
+    except FileNotFoundError as cause:
+        raise CaptureError(str(cause)) from cause
+    failed = ekka_drill.drill(
+        torch,
+        model,
+        inputs,
+        list(dict.fromkeys(args.drill)),
+        lambda value: to_run(torch, value, device, dtype),
+        walk_outputs,
+        capture,
+    )
+    if failed:
+        print(
+            f"ekka_capture: {len(failed)} modules not drilled (no saved arguments, or they do not "
+            f"run on them): {', '.join(path or '(root)' for path in failed)}",
+            file=sys.stderr,
+        )
 
 
 def main(argv=None):

@@ -1,14 +1,19 @@
 """Grafts: each leaf module run again, in one run, on the inputs another run gave it.
 
-The reference side saves the inputs of every leaf module's first call (``--graft-save FILE``);
+The reference side saves the inputs of every module's first call (``--graft-save FILE``);
 the target and the low-precision reference load them (``--graft-from FILE``) and, after their own
 steps, run each of their leaf modules on them with hooks removed. The output of such a run is
 recorded as ``<module>#1/graft`` (``graft.<path>`` for an item of a tuple or dict output). Compared
 with the reference's own output of that call, it is the module's own error: the error its inputs
 carried in the run is gone, only what the module's code adds is left.
 
-Leaf modules only: a parent's graft re-runs its children too, and a decision inside it (a router's
-top-k) can flip on the rounding of the graft's inputs alone.
+Grafts run leaf modules only: a parent's graft re-runs its children too, and a decision inside it
+(a router's top-k) can flip on the rounding of the graft's inputs alone. The parents' arguments are
+saved for drill-downs (ekka_drill), which run one module at a time on them.
+
+A KV cache object among the arguments (a class named ``...Cache``, as transformers' are) is saved
+as None: the run has filled it by the time the file is written, and a module run again on it would
+attend to its own keys twice.
 """
 
 import os
@@ -24,8 +29,13 @@ def leaf_modules(model):
     ]
 
 
+def is_cache(value):
+    return any(cls.__name__.endswith("Cache") for cls in type(value).__mro__)
+
+
 def to_cpu(torch, value):
-    """A detached CPU copy of every tensor in a module's arguments; other values kept."""
+    """A detached CPU copy of every tensor in a module's arguments; other values kept, a KV
+    cache left out."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
@@ -34,7 +44,7 @@ def to_cpu(torch, value):
         return type(value)(*(to_cpu(torch, item) for item in value))
     if isinstance(value, (list, tuple)):
         return type(value)(to_cpu(torch, item) for item in value)
-    return value
+    return None if is_cache(value) else value
 
 
 def tensor_bytes(torch, value):
@@ -48,7 +58,7 @@ def tensor_bytes(torch, value):
 
 
 class InputSaver:
-    """Pre-hooks that keep each leaf module's first-call arguments, up to max_bytes in all."""
+    """Pre-hooks that keep each module's first-call arguments, up to max_bytes in all."""
 
     def __init__(self, torch, max_bytes):
         self.torch = torch

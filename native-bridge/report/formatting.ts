@@ -96,3 +96,33 @@ export function ownRatioSentence(
     (starts ? `the error starts in ${where}.` : 'its error came in with its inputs.')
   );
 }
+
+/**
+ * Where the drill-down (PyTorch runs) found the top suspect's own error to start: its first op
+ * that diverges while what it read agrees, and what the reference computes just before it that
+ * the target leaves out. `location` renders a file and line (each report quotes its own way);
+ * `name` is the module as the report writes it.
+ */
+export function statementSentence(
+  top: Pick<Suspect, 'drillDown' | 'statement'>,
+  name: string,
+  location: (file: string, line: number) => string,
+  text: (plain: string) => string = (plain) => plain,
+): string | undefined {
+  const drill = top.drillDown;
+  if (!drill || drill.first === undefined || !top.statement) return undefined;
+  const op = drill.ops[drill.first]!;
+  const where = `${text(op.op)} at ${location(top.statement.file, top.statement.line)} (ratio ${formatRatio(top.statement.ratio)})`;
+  const ran = text(drill.module === '' ? 'the root module' : drill.module);
+  const sentence = drill.inputsAgree
+    ? `Op by op on the reference's arguments (${ran} run again), ${name}'s error starts at ${where}: what it read agrees.`
+    : `Op by op on the reference's arguments (${ran} run again), the first op of ${name} that diverges is ${where}; what it read diverges too.`;
+  const missing = (drill.missing ?? [])
+    .map((m) =>
+      m.statement ? `${text(m.op)} (${location(m.statement.file, m.statement.line)})` : text(m.op),
+    )
+    .slice(0, 3);
+  return missing.length > 0
+    ? `${sentence} Just before it the reference computes ${missing.join(', ')}, which the target has no counterpart for.`
+    : sentence;
+}

@@ -12,6 +12,7 @@ import {
   localEvidence,
   moduleName,
   ownRatioSentence,
+  statementSentence,
   runTerms,
 } from './formatting';
 
@@ -221,6 +222,10 @@ function verdict(result: DiagnosisResult): string {
   if (inherited) parts.push(`<p>${escapeHtml(inherited)}</p>`);
   const own = top && ownRatioSentence(top, result, code(moduleName(top.module)));
   if (own) parts.push(`<p>${own}</p>`);
+  const statement =
+    top &&
+    statementSentence(top, code(moduleName(top.module)), (f, l) => code(`${f}:${l}`), escapeHtml);
+  if (statement) parts.push(`<p>${statement}</p>`);
   return parts.join('\n');
 }
 

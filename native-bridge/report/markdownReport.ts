@@ -8,6 +8,7 @@ import {
   localEvidence,
   moduleName,
   ownRatioSentence,
+  statementSentence,
   runTerms,
 } from './formatting';
 
@@ -83,6 +84,12 @@ export function renderMarkdownReport(
     const top = result.suspects[0];
     const own = top && ownRatioSentence(top, result, markdownCode(moduleName(top.module)));
     if (own) out.push('', own);
+    const statement =
+      top &&
+      statementSentence(top, markdownCode(moduleName(top.module)), (f, l) =>
+        markdownCode(`${f}:${l}`),
+      );
+    if (statement) out.push('', statement);
   } else if (result.suspects[0]) {
     const top = result.suspects[0];
     out.push(

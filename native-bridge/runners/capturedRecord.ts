@@ -41,6 +41,10 @@ export interface CapturedRecord {
    * `'hidden_states'`). An input not listed here is a record of its own, `module#call/in.<path>`.
    */
   arguments?: Record<string, string>;
+  /** A drill-down op record (`op.<k>`): what the module's code called (`F.linear`, `Tensor.mul`). */
+  op?: string;
+  /** A drill-down op record: the line of the model's code that called it (absolute path). */
+  statement?: { file: string; line: number };
 }
 
 /** What a capture says about itself. */

@@ -33,13 +33,18 @@ export interface PyTorchCaptureOptions {
   maxBytes?: number;
   /** Also capture every module's positional tensor inputs (records with outputs `in.0`, …). */
   inputs?: boolean;
-  /** Save every leaf module's first-call arguments to this file, for another run's grafts. */
+  /** Save every module's first-call arguments to this file, for other runs' grafts and drill-downs. */
   graftSave?: string;
   /**
    * After the steps, run each leaf module on the arguments saved in this file (by a `graftSave`
    * run) and record its output as `<module>#1/graft` (see `isGraftRecord`).
    */
   graftFrom?: string;
+  /**
+   * With `graftFrom`, instead of the steps: run these modules on their saved arguments and record
+   * every tensor op inside them (`<module>#1/op.<k>`, with `op` and `statement`).
+   */
+  drill?: string[];
   /** Kill the helper and fail when it has not finished by then; default no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -96,6 +101,9 @@ export interface RecordHeader {
   caller?: string;
   /** For a module output: its inputs that are other records (CapturedRecord.arguments). */
   arguments?: Record<string, string>;
+  /** Drill-down op records: what was called and the line that called it. */
+  op?: string;
+  statement?: { file: string; line: number } | null;
 }
 
 export interface HelloFrame {
@@ -303,14 +311,19 @@ export class CaptureStreamDecoder {
           `${JSON.stringify(dims)} × ${elementBytes} bytes is ${expected}`,
       );
     }
-    let location: RecordHeader['source'] = null;
-    if (source !== null) {
-      const file = (source as Json | undefined)?.file;
-      const line = (source as Json | undefined)?.line;
+    const locationOf = (field: string, value: unknown): RecordHeader['source'] => {
+      if (value === null) return null;
+      const file = (value as Json | undefined)?.file;
+      const line = (value as Json | undefined)?.line;
       if (typeof file !== 'string' || !isNonNegativeInteger(line) || line < 1) {
-        this.fail(at, `record ${name} has source ${JSON.stringify(source)}`);
+        this.fail(at, `record ${name} has ${field} ${JSON.stringify(value)}`);
       }
-      location = { file, line };
+      return { file, line };
+    };
+    const location = locationOf('source', source);
+    const { op, statement } = frame;
+    if (op !== undefined && typeof op !== 'string') {
+      this.fail(at, `record ${name} has op ${JSON.stringify(op)}`);
     }
     if (
       inputs !== undefined &&
@@ -348,6 +361,8 @@ export class CaptureStreamDecoder {
       ...(inputs !== undefined ? { inputs } : {}),
       ...(caller !== undefined ? { caller } : {}),
       ...(args !== undefined ? { arguments: args as Record<string, string> } : {}),
+      ...(op !== undefined ? { op } : {}),
+      ...(statement !== undefined ? { statement: locationOf('statement', statement) } : {}),
     };
   }
 }
@@ -485,6 +500,7 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
   if (options.inputs) args.push('--inputs');
   if (options.graftSave) args.push('--graft-save', options.graftSave);
   if (options.graftFrom) args.push('--graft-from', options.graftFrom);
+  for (const module of options.drill ?? []) args.push('--drill', module);
 
   return new Promise<PyTorchCapture>((resolve, reject) => {
     const child = spawn(python, args, {
@@ -586,6 +602,8 @@ export function capturePyTorch(options: PyTorchCaptureOptions): Promise<PyTorchC
               if (header.inputs) record.inputs = header.inputs;
               if (header.caller !== undefined) record.caller = header.caller;
               if (header.arguments) record.arguments = header.arguments;
+              if (header.op !== undefined) record.op = header.op;
+              if (header.statement) record.statement = header.statement;
               records.push(record);
               options.onRecord?.(record);
               break;

@@ -22,9 +22,10 @@ export interface SourceLocation {
   symbol: string;
   /**
    * forward: the class's own forward; class: a workspace class without its own forward (a subclass
-   * overriding helpers); construction: a class outside the workspace, located where it is built.
+   * overriding helpers); construction: a class outside the workspace, located where it is built;
+   * statement: the line inside the module's code where its own error starts (a drill-down).
    */
-  kind: 'forward' | 'class' | 'construction';
+  kind: 'forward' | 'class' | 'construction' | 'statement';
   /** The line in the parent that builds this submodule, when the path went through one. */
   constructedAt?: { file: string; line: number };
 }

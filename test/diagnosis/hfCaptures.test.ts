@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadDiagnosis } from '../../native-bridge/diagnosis/capturedConfig';
 import { diagnose } from '../../native-bridge/diagnosis/diagnose';
@@ -12,6 +12,20 @@ const VENV_PYTHON = path.resolve('.venv/bin/python');
 async function diagnoseCase(id: string): Promise<DiagnosisResult> {
   const config = await loadDiagnosis(path.join(CASES, id, 'ekka.json'));
   return diagnose(config);
+}
+
+/** The text of a line a result points at (files are relative to its sourceBase). */
+function lineAt(result: DiagnosisResult, at: { file: string; line: number }): string {
+  const file = path.resolve(result.sourceBase!, at.file);
+  return readFileSync(file, 'utf8').split('\n')[at.line - 1]!.trim();
+}
+
+/** The line of a fixture's models.py that holds `text` (1-based). */
+function modelsLine(text: string): number {
+  const lines = readFileSync(path.join(CASES, 'models.py'), 'utf8').split('\n');
+  const index = lines.findIndex((line) => line.includes(text));
+  assert.ok(index >= 0, `models.py has no line with ${text}`);
+  return index + 1;
 }
 
 /**
@@ -48,6 +62,12 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     assert.equal(result.suspects[0]?.module, 'model.layers.1.mlp.act_fn');
     assert.equal(result.suspects[0].kind, 'local');
     assert.ok(result.suspects[0].ratio > 5);
+    // A leaf's op is called from its parent's forward: the MLP is drilled, and the GELU is the
+    // first op there that diverges, on the line that calls act_fn.
+    const top = result.suspects[0];
+    assert.equal(top.drillDown?.module, 'model.layers.1.mlp');
+    assert.equal(top.statement?.op, 'F.gelu');
+    assert.match(lineAt(result, top.source!), /self\.act_fn\(/);
     assert.ok(!result.suspects.some((s) => s.module.startsWith('model.layers.0.')));
   });
 
@@ -55,6 +75,18 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     const result = await diagnoseCase('gemma-norm-offset');
     assert.equal(result.suspects[0]?.module, 'model.layers.2.post_attention_layernorm');
     assert.ok(result.suspects[0].ratio > 50);
+    // The statement: the planted line of models.py, where the product with w leaves out the 1.
+    const top = result.suspects[0];
+    assert.deepEqual(
+      { file: path.basename(top.source!.file), line: top.source!.line, kind: top.source!.kind },
+      { file: 'models.py', line: modelsLine('output * self.weight.float()'), kind: 'statement' },
+    );
+    assert.equal(top.statement?.op, 'Tensor.mul');
+    assert.equal(top.drillDown?.inputsAgree, true);
+    // The ops before it (the normalisation itself) agree; the class is kept beside it.
+    const first = top.drillDown.first!;
+    assert.ok(top.drillDown.ops.slice(0, first).every((o) => (o.ratio ?? 1) < 1.5));
+    assert.equal(top.moduleSource?.kind, 'class');
   });
 
   it("a residual add missing from a decoder layer's own forward names the layer, not its norm", async () => {
@@ -68,6 +100,15 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     assert.equal(point.op, 'LlamaDecoderLayer');
     assert.match(top.source?.file ?? '', /modeling_llama\.py$/);
     assert.ok(point.inputRatio < 2 && point.ratio > 20);
+    // Op by op, the layer's first divergent op reads the attention output where the reference
+    // reads the residual sum: the reference's add just before it has no counterpart.
+    assert.equal(top.drillDown?.module, 'model.layers.1');
+    const missing = top.drillDown?.missing ?? [];
+    assert.deepEqual(
+      missing.map((m) => m.op),
+      ['Tensor.add'],
+    );
+    assert.match(lineAt(result, missing[0]!.statement!), /residual \+ hidden_states/);
   });
 
   it('a down_proj weight 2 % off (about 3 × bfloat16 noise) is reported though the residual stream dilutes it', async () => {
@@ -82,6 +123,9 @@ describe("diagnosis of transformers' models as PyTorch captures", function () {
     assert.ok(top.ownRatio! >= 2, `own ratio ${top.ownRatio}`);
     const after = result.series.filter((p) => p.index > top.index && p.ownRatio !== undefined);
     assert.ok(after.length > 0 && after.every((p) => p.ownRatio! <= 2));
+    // The statement is the MLP's line that calls down_proj; the op is its linear.
+    assert.equal(top.statement?.op, 'F.linear');
+    assert.match(lineAt(result, top.source!), /self\.down_proj\(/);
   });
 
   it('an up_proj 0.4 % off reads under the faint bar in the run; its graft names it', async () => {

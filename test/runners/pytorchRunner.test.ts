@@ -447,6 +447,41 @@ describe('capturePyTorch', function () {
     );
   });
 
+  it('drills into a module on the saved arguments: each op with the line that called it', async () => {
+    const folder = mkdtempSync(path.join(tmpdir(), 'ekka-drill-'));
+    try {
+      const saved = path.join(folder, 'inputs.pt');
+      await capture(`${TREE}:build`, { graftSave: saved });
+      const { records } = await capture(`${TREE}:build`, { graftFrom: saved, drill: ['block'] });
+      // No steps ran: only the drilled module's ops.
+      assert.ok(records.every((r) => r.module === 'block' && r.output.startsWith('op.')));
+      const ops = records.map((r) => r.op);
+      assert.deepEqual(ops.slice(0, 2), ['Tensor.mul', 'Tensor.add_']);
+      assert.ok(ops.includes('F.linear'), ops.join(', '));
+      const file = path.resolve(TREE);
+      const [twice, inPlace] = records;
+      assert.deepEqual(twice!.statement, { file, line: lineOf(file, '        return x * 2') });
+      assert.deepEqual(inPlace!.statement, { file, line: lineOf(file, '        y.add_(100)') });
+      // The in-place add reads the product, recorded before it changed.
+      assert.deepEqual(inPlace!.inputs, [twice!.name]);
+      assertValues(
+        twice!,
+        X.map((x) => 2 * x),
+      );
+      assertValues(
+        inPlace!,
+        X.map((x) => 2 * x + 100),
+      );
+      const linear = records.find((r) => r.op === 'F.linear')!;
+      assert.equal(
+        linear.statement?.line,
+        lineOf(file, '        return self.proj(z + b), (a, {"b": b})'),
+      );
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   it('reassembles records larger than one pipe read', async () => {
     const { records } = await capture(`${TREE}:build_wide`);
     const twice = byName(records, 'block.twice#1/');
