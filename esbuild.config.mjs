@@ -27,6 +27,7 @@ cpSync('webview/panel/panel.css', 'dist/webview/panel.css');
 cpSync('native-bridge/source/queries', 'dist/queries', { recursive: true });
 cpSync('native-bridge/python/ekka_capture.py', 'dist/python/ekka_capture.py');
 cpSync('native-bridge/python/ekka_graft.py', 'dist/python/ekka_graft.py');
+cpSync('native-bridge/python/ekka_drill.py', 'dist/python/ekka_drill.py');
 await Promise.all([
   esbuild.build({ ...common, entryPoints: ['native-bridge/cli/main.ts'], outfile: 'dist/cli.js' }),
   esbuild.build({

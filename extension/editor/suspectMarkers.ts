@@ -49,9 +49,14 @@ export class SuspectMarkers implements vscode.Disposable {
     const range = new vscode.Range(line - 1, 0, line - 1, Number.MAX_SAFE_INTEGER);
     const where =
       changePointIndex !== undefined ? `; divergence starts at module #${changePointIndex}` : '';
+    const drill = suspect.drillDown;
+    const op = suspect.statement && drill?.first !== undefined ? drill.ops[drill.first] : undefined;
+    const statement = op
+      ? `; its own error starts at this line's ${op.op} (ratio ${formatRatio(op.ratio ?? 0)} on the reference's arguments, ${drill!.inputsAgree ? 'what it read agrees' : 'what it read diverges too'})`
+      : '';
     const diagnostic = new vscode.Diagnostic(
       range,
-      `${suspect.module} (${suspect.op}) diverges from the reference: error ratio ${formatRatio(suspect.ratio)}, confidence ${suspect.confidence.toFixed(2)}${where}`,
+      `${suspect.module} (${suspect.op}) diverges from the reference: error ratio ${formatRatio(suspect.ratio)}, confidence ${suspect.confidence.toFixed(2)}${where}${statement}`,
       vscode.DiagnosticSeverity.Warning,
     );
     diagnostic.source = 'Ekka';
@@ -68,7 +73,14 @@ export class SuspectMarkers implements vscode.Disposable {
     const hover = new vscode.MarkdownString(
       `**Ekka suspect #${suspect.rank}**: \`${suspect.module}\` (${suspect.op})\n\n` +
         `error ratio ${formatRatio(suspect.ratio)} · confidence ${suspect.confidence.toFixed(2)}` +
-        (suspect.ownRatio !== undefined ? ` · own ratio ${formatRatio(suspect.ownRatio)}` : ''),
+        (suspect.ownRatio !== undefined ? ` · own ratio ${formatRatio(suspect.ownRatio)}` : '') +
+        (op
+          ? `\n\nop \`${op.op}\` ${JSON.stringify(op.shape)}: ratio ${formatRatio(op.ratio ?? 0)}, ` +
+            `inputs ${formatRatio(op.inputRatio)} (run again on the reference's arguments)` +
+            (drill!.missing?.length
+              ? `\n\nthe reference computes \`${drill!.missing.map((m) => m.op).join('`, `')}\` just before it; the target has no counterpart`
+              : '')
+          : ''),
     );
     this.markers = [
       {

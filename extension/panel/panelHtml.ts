@@ -47,6 +47,8 @@ export function panelHtml(options: {
   <vscode-button id="annotate-selected" appearance="secondary" hidden>Annotate this module</vscode-button>
 </div>
 <div id="heatmap" class="chart heatmap"></div>
+<h3 id="drill-title" hidden></h3>
+<div id="drill" class="chart heatmap" hidden aria-label="Error ratio per op inside the top suspect"></div>
 <script nonce="${nonce}" src="${plotlyUri}"></script>
 <script nonce="${nonce}" src="${scriptUri}"></script>
 </body>

@@ -366,8 +366,9 @@ export async function diagnoseCaptured(
         : null;
     };
     const originOf = new Map(mappingPairs.map((p) => [p.key, p.origin]));
-    const parents = new Set(target.records.map((r) => parentOf(r.module)));
-    const isLeaf = (module: string) => !parents.has(module);
+    const modules = [...new Set(target.records.map((r) => r.module))];
+    const isLeaf = (module: string) =>
+      module !== '' && !modules.some((m) => m.startsWith(`${module}.`));
     let drillMs: number | undefined;
     const refine = async (
       ranked: readonly { module: string; index: number }[],
@@ -381,7 +382,7 @@ export async function diagnoseCaptured(
       for (const s of ranked.slice(0, DRILLED_SUSPECTS)) {
         const origin = originOf.get(points[s.index]!.key) ?? '';
         if (origin !== 'same path' && !origin.startsWith('input of ')) continue;
-        drillOf.set(s.module, isLeaf(s.module) && s.module ? parentOf(s.module) : s.module);
+        drillOf.set(s.module, isLeaf(s.module) ? parentOf(s.module) : s.module);
       }
       const drilled = [...new Set(drillOf.values())];
       const drills =
@@ -394,8 +395,11 @@ export async function diagnoseCaptured(
         const drilledAs = drillOf.get(suspect.module);
         const drill = drilledAs === undefined ? undefined : drills.get(drilledAs);
         const op = drill?.first !== undefined ? drill.ops[drill.first]! : undefined;
+        // A class the user wrote says more than a line of the code it inherits or is called from.
         const statement =
-          op?.statement && op.ratio !== undefined
+          op?.statement &&
+          op.ratio !== undefined &&
+          (!source || isLibraryFile(source.file) || source.file === op.statement.file)
             ? { ...op.statement, op: op.op, ratio: op.ratio }
             : undefined;
         return {
@@ -492,6 +496,11 @@ export async function diagnoseCaptured(
       return result;
     });
   }
+}
+
+/** An installed package's file (transformers, torch), not the user's code. */
+function isLibraryFile(file: string): boolean {
+  return /[\\/](site|dist)-packages[\\/]/.test(file);
 }
 
 /** `a.b.c` → `a.b`; a top-level module's parent is the root, ''. */

@@ -29,6 +29,7 @@ import {
   type ChartTheme,
   type PlotlyFigure,
 } from '../charts/divergenceFigure';
+import { drillFigure } from '../charts/drillFigure';
 import { heatmapFigure } from '../charts/heatmapFigure';
 import { breakablePieces, elideCommonPrefix, suspectColumns } from './suspectColumns';
 
@@ -74,6 +75,8 @@ const vscode = acquireVsCodeApi();
 const state: PanelState = vscode.getState() ?? { points: [], annotations: [] };
 const chart = document.getElementById('divergence') as PlotlyElement;
 const heatmap = document.getElementById('heatmap')!;
+const drill = document.getElementById('drill')!;
+const drillTitle = document.getElementById('drill-title')!;
 const heatmapTitle = document.getElementById('heatmap-title')!;
 const status = document.getElementById('status')!;
 const spinner = document.getElementById('spinner')!;
@@ -264,6 +267,21 @@ function summary(result: DiagnosisResult): string {
   ).toFixed(1)} s`;
 }
 
+/** The top drilled suspect's ops (PyTorch runs), or nothing when no suspect was drilled. */
+function drawDrill(result: DiagnosisResult | undefined): void {
+  const suspect = result?.suspects.find((s) => s.drillDown);
+  drill.hidden = !suspect;
+  drillTitle.hidden = !suspect;
+  if (!suspect || !result) {
+    Plotly.purge(drill);
+    return;
+  }
+  drillTitle.textContent = `Inside ${suspect.module || '(root)'}: op by op`;
+  const bar = result.thresholds.localRatio ?? result.thresholds.ratio;
+  const { data, layout, config } = drillFigure(suspect.drillDown!, theme(), bar);
+  void Plotly.react(drill, data, layout, config);
+}
+
 function drawErrorMap(index: number, map: ErrorMap | null, message?: string): void {
   if (!map) {
     Plotly.purge(heatmap);
@@ -313,6 +331,7 @@ async function handle(message: ToWebview): Promise<void> {
       renderSuspects();
       Plotly.purge(heatmap);
       heatmapTitle.textContent = 'Click a point to see its error heatmap.';
+      drawDrill(undefined);
       annotateSelected.hidden = true;
       await drawChart();
       break;
@@ -353,6 +372,7 @@ async function handle(message: ToWebview): Promise<void> {
       setStatus(summary(message.result), false);
       await drawChart();
       renderSuspects();
+      drawDrill(message.result);
       break;
     case 'runFailed':
       if (message.runId !== state.run?.runId) return;
