@@ -15,19 +15,19 @@ import { PRESETS } from '../mapping/presets';
 import type { AlignedTensor } from '../mapping/transforms';
 import { isGraftRecord, type CapturedRecord, type CapturedRun } from '../runners/capturedRecord';
 import type { OnnxRunInfo } from '../runners/onnxRunner';
-import { coarserDType, comparisonDType, isFloatDType, type FloatDType } from '../tensors/dtypes';
+import type { FloatDType } from '../tensors/dtypes';
 import type { CapturedDiagnosisConfig, CapturedRunConfig } from './capturedConfig';
 import type { CaptureSource, GraftFiles } from './captureSource';
 import { derivedLowPrecisionNote } from './config';
-import { drillModule, isOpRecord, opsByModule } from './drillDown';
+import { drillModule, opsByModule } from './drillDown';
 import { finishDiagnosis, type SuspectDetail } from './finish';
 import { graftOwnRatios } from './grafts';
 import {
   lowPrecisionGap,
   measurePair,
+  pairTypes,
   SeriesBuilder,
   type LowPrecisionGap,
-  type PairTypes,
 } from './measure';
 import type {
   DiagnosisObserver,
@@ -256,14 +256,7 @@ export async function diagnoseCaptured(
         continue;
       }
       const first = targets[0]!;
-      const exact = !isFloatDType(first.dtype);
-      // A value the target holds in float32 inside a low-precision run (a router's softmax over
-      // bfloat16 logits) carries the run's rounding: its noise is the coarser of the two.
-      const types: PairTypes = {
-        exact,
-        runDType: exact ? 'float64' : coarserDType(comparisonDType(first.dtype), targetPrecision),
-        referenceDType: comparisonDType(references[0]!.dtype),
-      };
+      const types = pairTypes(first.dtype, references[0]!.dtype, targetPrecision);
       let gap: LowPrecisionGap | undefined;
       const lows = pair.reference.map((name) => lowByName.get(name));
       if (lows.every((r) => r !== undefined)) {
@@ -443,7 +436,7 @@ export async function diagnoseCaptured(
       const result = new Map<string, DrillDown>();
       if (!ref || !tgt) return result;
       const [refOps, lowOps, targetOps] = [ref, low, tgt].map((run) =>
-        opsByModule(run?.records.filter(isOpRecord) ?? []),
+        opsByModule(run?.records ?? []),
       );
       for (const module of modules) {
         const target = targetOps!.get(module);

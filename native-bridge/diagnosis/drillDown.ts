@@ -76,14 +76,7 @@ export function drillModule(
     const ref = j === undefined ? undefined : reference[j]!;
     const low = ref && lowByName.get(ref.name);
     const measured =
-      ref &&
-      measureRecords(
-        record,
-        ref,
-        sides.lowPrecision ? low : undefined,
-        options.targetPrecision,
-        options.floorFactor,
-      );
+      ref && measureRecords(record, ref, low, options.targetPrecision, options.floorFactor);
     const ratio = measured?.ratio.ratio;
     const out = diverges(ratio, measured?.ratio.noiseDof, options.bar);
     divergent.set(record.name, out);

@@ -105,6 +105,24 @@ export function measurePair(
   return { exact: false, metrics, ratio, noiseDType };
 }
 
+/**
+ * The types a captured pair is measured in. A value the target holds in float32 inside a
+ * low-precision run (a router's softmax over bfloat16 logits) carries the run's rounding: its
+ * noise is the coarser of the two.
+ */
+export function pairTypes(
+  targetDType: string,
+  referenceDType: string,
+  targetPrecision: FloatDType,
+): PairTypes {
+  const exact = !isFloatDType(targetDType);
+  return {
+    exact,
+    runDType: exact ? 'float64' : coarserDType(comparisonDType(targetDType), targetPrecision),
+    referenceDType: comparisonDType(referenceDType),
+  };
+}
+
 /** A captured value: its values and its storage type. */
 interface Value {
   data: FloatArray;
@@ -125,12 +143,7 @@ export function measureRecords(
 ): Measured | undefined {
   const n = reference.data.length;
   if (target.data.length !== n) return undefined;
-  const exact = !isFloatDType(target.dtype);
-  const types: PairTypes = {
-    exact,
-    runDType: exact ? 'float64' : coarserDType(comparisonDType(target.dtype), targetPrecision),
-    referenceDType: comparisonDType(reference.dtype),
-  };
+  const types = pairTypes(target.dtype, reference.dtype, targetPrecision);
   const gap =
     low && low.data.length === n ? lowPrecisionGap(low.data, reference.data, types) : undefined;
   return measurePair(target.data, reference.data, types, gap, floorFactor);

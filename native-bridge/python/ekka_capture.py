@@ -46,7 +46,6 @@ import sys
 import threading
 import time
 import traceback
-import weakref
 
 import ekka_drill
 import ekka_graft
@@ -385,8 +384,8 @@ class Capture:
         self.warned = set()
         # The modules running now, innermost last: what each has read so far (see Frame).
         self.stack = []
-        # id(tensor) -> (weak reference, record name): which record a tensor a module reads is.
-        self.known = {}
+        # Which record a tensor a module reads is.
+        self.names = ekka_drill.TensorNames()
 
     def warn_once(self, key, message):
         if key not in self.warned:
@@ -402,20 +401,6 @@ class Capture:
             except Exception:  # builtins, classes made at run time, sources not shipped
                 self.sources[cls] = None
         return self.sources[cls]
-
-    def name_of(self, tensor):
-        # The same tensor object, not changed in place since it was recorded (its version counter
-        # moves with every in-place op): then its values are that record's.
-        entry = self.known.get(id(tensor))
-        if entry is None or entry[0]() is not tensor or entry[2] != tensor._version:
-            return None
-        return entry[1]
-
-    def remember(self, tensor, name):
-        try:
-            self.known[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
-        except TypeError:
-            pass
 
     def hook_for(self, module_path):
         def hook(module, inputs, output):
@@ -459,7 +444,7 @@ class Capture:
             if kwargs:
                 values += list(walk_outputs(self.torch, kwargs))
             for input_path, tensor in values:
-                known = self.name_of(tensor)
+                known = self.names.name_of(tensor)
                 if known is not None:
                     frame.inputs.append(known)
                     frame.arguments[input_path] = known
@@ -545,7 +530,7 @@ class Capture:
         if isinstance(self.sink, DumpSink):
             header["safetensorsDtype"] = safetensors_dtype
         self.sink.record(header, copy)
-        self.remember(tensor, name)
+        self.names.remember(tensor, name)
         return name
 
 

@@ -38,6 +38,27 @@ def op_name(func):
     return f"torch.{name}" if module.startswith("torch") else name
 
 
+class TensorNames:
+    """Which record a tensor is: the same tensor object, not changed in place since it was
+    recorded (its version counter moves with every in-place op), holds that record's values."""
+
+    def __init__(self):
+        # id(tensor) -> (weak reference, record name, version).
+        self.known = {}
+
+    def remember(self, tensor, name):
+        try:
+            self.known[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
+        except TypeError:
+            pass
+
+    def name_of(self, tensor):
+        entry = self.known.get(id(tensor))
+        if entry is None or entry[0]() is not tensor or entry[2] != tensor._version:
+            return None
+        return entry[1]
+
+
 class Statements:
     """The innermost frame of the model's own code: not torch's, not this helper's."""
 
@@ -71,33 +92,20 @@ def op_recorder(torch, walk, statements, record):
     class OpRecorder(base):
         def __init__(self):
             super().__init__()
-            # id(tensor) -> (weak reference, record name, version): which value a tensor is.
-            self.known = {}
-
-        def remember(self, tensor, name):
-            try:
-                self.known[id(tensor)] = (weakref.ref(tensor), name, tensor._version)
-            except TypeError:
-                pass
-
-        def name_of(self, tensor):
-            entry = self.known.get(id(tensor))
-            if entry is None or entry[0]() is not tensor or entry[2] != tensor._version:
-                return None
-            return entry[1]
+            self.names = TensorNames()
 
         def name_args(self, args, kwargs):
             for path, tensor in walk(torch, args):
-                self.remember(tensor, f"arg.{path}")
+                self.names.remember(tensor, f"arg.{path}")
             for path, tensor in walk(torch, kwargs):
-                self.remember(tensor, f"arg.{path}")
+                self.names.remember(tensor, f"arg.{path}")
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             # Read before the call: an in-place op changes its input's version.
             inputs = []
             for _, tensor in list(walk(torch, args)) + list(walk(torch, kwargs)):
-                name = self.name_of(tensor)
+                name = self.names.name_of(tensor)
                 if name is not None and name not in inputs:
                     inputs.append(name)
             result = func(*args, **kwargs)
@@ -112,7 +120,7 @@ def op_recorder(torch, walk, statements, record):
             if outputs:
                 names = record(op_name(func), statements.of_caller(), inputs, outputs)
                 for (_, tensor), recorded in zip(outputs, names):
-                    self.remember(tensor, recorded)
+                    self.names.remember(tensor, recorded)
             return result
 
     return OpRecorder()

@@ -1,18 +1,7 @@
 import * as assert from 'node:assert/strict';
 import type { DrillDown } from '../../native-bridge/diagnosis/result';
-import type { ChartTheme } from '../../webview/charts/divergenceFigure';
 import { drillFigure } from '../../webview/charts/drillFigure';
-
-const THEME: ChartTheme = {
-  foreground: '#111',
-  background: '#fff',
-  gridColor: '#ddd',
-  accent: 'blue',
-  warning: 'orange',
-  error: 'red',
-  fontFamily: 'sans-serif',
-  fontSize: 12,
-};
+import { THEME } from '../support/chartTheme';
 
 const op = (name: string, ratio: number | undefined, line: number) => ({
   name: `norm#1/op.${line}`,

@@ -5,24 +5,13 @@ import {
   divergenceExtension,
   divergenceFigure,
   divergenceViewModel,
-  type ChartTheme,
   type DivergenceViewModel,
   type PlotlyFigure,
 } from '../../webview/charts/divergenceFigure';
 import { heatmapFigure } from '../../webview/charts/heatmapFigure';
 import { HOSTILE, hostileResult } from '../report/reportFixture';
+import { THEME } from '../support/chartTheme';
 import { assertClose } from '../support/numbers';
-
-const THEME: ChartTheme = {
-  foreground: '#111',
-  background: '#fff',
-  gridColor: '#ddd',
-  accent: 'blue',
-  warning: 'orange',
-  error: 'red',
-  fontFamily: 'sans-serif',
-  fontSize: 12,
-};
 
 /** The fields of the builders' plain-JSON traces and layout that these tests read. */
 interface Scatter {
